@@ -1,0 +1,100 @@
+"""Settings from environment variables (`MT_*`, plus `NATS_URL` and `CLICKHOUSE_URL`).
+
+Defaults suit the embedded mode: a local nats-server and chDB under `./.markettwin/`.
+A value that does not parse raises a ConfigError naming the variable and the value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+
+class ConfigError(ValueError):
+    """An environment variable with a value that cannot be used."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a MarketTwin process reads from its environment."""
+
+    home: Path = Path(".markettwin")
+    """MT_HOME: where the embedded mode keeps NATS and chDB data."""
+    nats_url: str | None = None
+    """NATS_URL: an existing NATS server; unset in embedded mode (one is started)."""
+    clickhouse_url: str | None = None
+    """CLICKHOUSE_URL: a ClickHouse server (http://user:pass@host:8123/db); unset = chDB."""
+    clickhouse_database: str = "markettwin"
+    """MT_CLICKHOUSE_DATABASE: the database every table lives in."""
+    log_format: str = "console"
+    """MT_LOG_FORMAT: `console` (readable) or `json` (containers)."""
+    log_level: str = "info"
+    """MT_LOG_LEVEL: debug, info, warning, error."""
+    # detect
+    min_edge_cents: float = 0.5
+    """MT_DETECT_MIN_EDGE_CENTS: net edge per contract (after fees) that emits an intent."""
+    max_pair_size: int = 10_000
+    """MT_DETECT_MAX_SIZE: most contracts an opportunity is sized to."""
+    polymarket_fee_rate: float = 0.0
+    """MT_POLYMARKET_FEE_RATE: taker fee rate for Polymarket markets without their own."""
+    polymarket_fee_exponent: float = 1.0
+    """MT_POLYMARKET_FEE_EXPONENT: exponent of p(1-p) in Polymarket's taker fee."""
+    # paper
+    paper_starting_usd: float = 10_000.0
+    """MT_PAPER_STARTING_USD: virtual balance of the default paper run."""
+    paper_min_edge_cents: float = 0.5
+    """MT_PAPER_MIN_EDGE_CENTS: a run's minimum net edge per contract."""
+    paper_max_leg_usd: float = 1_000.0
+    """MT_PAPER_MAX_LEG_USD: most a run spends on one leg of one intent."""
+    paper_daily_cap_usd: float = 5_000.0
+    """MT_PAPER_DAILY_CAP_USD: most a run spends per (market-time) UTC day."""
+    paper_settlement_delay_s: float = 2.0
+    """MT_PAPER_SETTLEMENT_DELAY_S: settled_at = executed_at + this."""
+    # recorder
+    recorder_batch: int = 2_000
+    """MT_RECORDER_BATCH: messages fetched per pull (each may carry many rows)."""
+
+
+_ENV: dict[str, tuple[str, type]] = {
+    "MT_HOME": ("home", Path),
+    "NATS_URL": ("nats_url", str),
+    "CLICKHOUSE_URL": ("clickhouse_url", str),
+    "MT_CLICKHOUSE_DATABASE": ("clickhouse_database", str),
+    "MT_LOG_FORMAT": ("log_format", str),
+    "MT_LOG_LEVEL": ("log_level", str),
+    "MT_DETECT_MIN_EDGE_CENTS": ("min_edge_cents", float),
+    "MT_DETECT_MAX_SIZE": ("max_pair_size", int),
+    "MT_POLYMARKET_FEE_RATE": ("polymarket_fee_rate", float),
+    "MT_POLYMARKET_FEE_EXPONENT": ("polymarket_fee_exponent", float),
+    "MT_PAPER_STARTING_USD": ("paper_starting_usd", float),
+    "MT_PAPER_MIN_EDGE_CENTS": ("paper_min_edge_cents", float),
+    "MT_PAPER_MAX_LEG_USD": ("paper_max_leg_usd", float),
+    "MT_PAPER_DAILY_CAP_USD": ("paper_daily_cap_usd", float),
+    "MT_PAPER_SETTLEMENT_DELAY_S": ("paper_settlement_delay_s", float),
+    "MT_RECORDER_BATCH": ("recorder_batch", int),
+}
+
+_CHOICES = {"log_format": {"console", "json"}, "log_level": {"debug", "info", "warning", "error"}}
+
+
+def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Read settings from `env` (default: os.environ); keyword overrides win."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for var, (field, kind) in _ENV.items():
+        raw = env.get(var)
+        if raw is None or raw == "":
+            continue
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+        if field in _CHOICES and value not in _CHOICES[field]:
+            raise ConfigError(f"{var}={raw!r} must be one of {sorted(_CHOICES[field])}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{var}={raw!r} must not be negative")
+        values[field] = value
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]

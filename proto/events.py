@@ -1,0 +1,224 @@
+"""The events MarketTwin services exchange over NATS, as msgspec Structs.
+
+Every event is frozen, keyword-only and tagged with a versioned `type` ("book.v1"), has an
+`id` and a `ts` (UTC nanoseconds when it was made). New fields get defaults; a changed
+meaning gets a new tag. Money is integer: see `proto.units`.
+
+Binary markets are quoted in YES terms: an instrument's book lists YES bids and YES asks.
+Buying NO at q is selling YES at 1 - q, so the NO asks are the YES bids reflected.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Outcome = Literal["yes", "no"]
+Side = Literal["buy", "sell"]
+OppStatus = Literal["opened", "updated", "closed"]
+DecisionSource = Literal["intent", "success_span"]
+RunState = Literal["running", "stopped", "completed"]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every event: a unique id and the UTC nanosecond time it was made."""
+
+    id: str
+    ts: int
+
+
+class BookBatch(Event, kw_only=True, tag="book.v1"):
+    """Many order-book updates in one message, column by column.
+
+    Row r is the top `levels` of instrument `instruments[inst_idx[r]]` at `book_ts[r]`,
+    replacing what came before for that instrument (snapshot semantics, so a lost
+    message never leaves a book wrong for longer than one update). Level arrays are
+    flattened row-major, `levels` entries per row, best first; size 0 marks an empty level.
+    """
+
+    venue: str
+    source: str
+    levels: int
+    instruments: list[str]
+    inst_idx: list[int]
+    book_ts: list[int]
+    bid_px: list[int]
+    bid_sz: list[int]
+    ask_px: list[int]
+    ask_sz: list[int]
+
+    @property
+    def rows(self) -> int:
+        """Number of book updates carried."""
+        return len(self.book_ts)
+
+
+class TradeBatch(Event, kw_only=True, tag="trade.v1"):
+    """Many market trades in one message, column by column (YES terms)."""
+
+    venue: str
+    source: str
+    instruments: list[str]
+    inst_idx: list[int]
+    trade_ts: list[int]
+    px: list[int]
+    size: list[int]
+    aggressor: list[int]
+    """+1 when the buyer took liquidity, -1 when the seller did, 0 when unknown."""
+
+    @property
+    def rows(self) -> int:
+        """Number of trades carried."""
+        return len(self.trade_ts)
+
+
+class Leg(msgspec.Struct, frozen=True, kw_only=True):
+    """One side of a multi-venue position: buy `size` of `outcome` on `venue`."""
+
+    venue: str
+    instrument: str
+    outcome: Outcome
+    side: Side = "buy"
+    size: int
+    limit_px: int
+    """Worst price (in the outcome's own terms) the size was priced at."""
+    cost_micros: int
+    fee_micros: int
+
+
+class Opportunity(Event, kw_only=True, tag="opp.v1"):
+    """One step in an opportunity's life: opened, updated (size or edge changed), closed.
+
+    `opportunity_id` is stable across the lifecycle; the time from opened to closed is
+    its success span.
+    """
+
+    opportunity_id: str
+    opportunity_key: str
+    strategy: str
+    status: OppStatus
+    legs: list[Leg]
+    size: int
+    gross_cost_micros: int
+    fees_micros: int
+    net_edge_micros: int
+    net_edge_per_contract_micros: int
+    book_ts: int
+    opened_at: int
+    closed_at: int | None = None
+
+
+class Intent(Event, kw_only=True, tag="intent.v1"):
+    """A request to execute an opportunity's legs, emitted when net edge clears the threshold."""
+
+    opportunity_id: str
+    opportunity_key: str
+    strategy: str
+    legs: list[Leg]
+    size: int
+    net_edge_micros: int
+    net_edge_per_contract_micros: int
+    book_ts: int
+
+
+class Check(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of one safety check on one intent."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+class Decision(Event, kw_only=True, tag="paper.decision.v1"):
+    """A paper run's verdict on one intent: taken or skipped, with the reason and every check."""
+
+    run_id: str
+    intent_id: str
+    opportunity_key: str
+    decision_source: DecisionSource
+    taken: bool
+    reason: str
+    checks: list[Check]
+    intent_ts: int
+    book_ts: int
+
+
+class LegFill(msgspec.Struct, frozen=True, kw_only=True):
+    """How one leg of a paper trade filled against the book."""
+
+    venue: str
+    instrument: str
+    outcome: Outcome
+    side: Side
+    requested_size: int
+    matched_size: int
+    cost_micros: int
+    fee_micros: int
+    worst_px: int
+
+
+class PaperTrade(Event, kw_only=True, tag="paper.trade.v1"):
+    """A virtual fill of an intent's legs against the latest books a paper run holds.
+
+    `payout_micros` is what the hedged pairs pay at resolution ($1 per pair), so
+    `pnl_micros = payout_micros - cost_micros - fee_micros` is the P&L locked in.
+    """
+
+    run_id: str
+    intent_id: str
+    decision_id: str
+    opportunity_key: str
+    requested_size: int
+    matched_size: int
+    fill_pct: float
+    legs: list[LegFill]
+    cost_micros: int
+    fee_micros: int
+    payout_micros: int
+    pnl_micros: int
+    executed_at: int
+    settled_at: int
+
+
+class RunStatus(Event, kw_only=True, tag="paper.run.v1"):
+    """A paper run's state, published when it starts, periodically and when it stops."""
+
+    run_id: str
+    state: RunState
+    label: str = ""
+    starting_micros: int
+    balance_micros: int
+    pnl_micros: int
+    fees_micros: int
+    decisions: int
+    taken: int
+    trades: int
+    min_net_edge_micros: int
+    max_leg_micros: int
+    daily_cap_micros: int
+    started_at: int
+    stopped_at: int | None = None
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A message a consumer could not decode or process, with the reason; raw data kept."""
+
+    consumer: str
+    subject: str
+    reason: str
+    data: bytes
+    ts: int
+    deliveries: int = 1
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    BookBatch,
+    TradeBatch,
+    Opportunity,
+    Intent,
+    Decision,
+    PaperTrade,
+    RunStatus,
+)
+AnyEvent = BookBatch | TradeBatch | Opportunity | Intent | Decision | PaperTrade | RunStatus

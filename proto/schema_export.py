@@ -1,0 +1,46 @@
+"""Export JSON Schema for every event to proto/schema/, for non-Python consumers.
+
+Run `markettwin schema` (or `python -m proto.schema_export`); a test fails when the files
+on disk differ from what the code would export.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgspec
+
+from proto.events import EVENT_TYPES
+
+SCHEMA_DIR = Path(__file__).parent / "schema"
+
+
+def render() -> dict[str, str]:
+    """File name -> JSON text for every event type."""
+    out: dict[str, str] = {}
+    for kind in EVENT_TYPES:
+        tag = kind.__struct_config__.tag
+        schema = msgspec.json.schema(kind)
+        out[f"{tag}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    return out
+
+
+def export(directory: Path = SCHEMA_DIR) -> list[Path]:
+    """Write every schema file, remove stale ones, return the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rendered = render()
+    for old in directory.glob("*.json"):
+        if old.name not in rendered:
+            old.unlink()
+    paths = []
+    for name, text in rendered.items():
+        path = directory / name
+        path.write_text(text)
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    for p in export():
+        print(p)

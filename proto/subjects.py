@@ -1,0 +1,62 @@
+"""NATS subject names, read left to right from general to specific.
+
+`md.book.<venue>.<instrument>`, `md.trade.<venue>.<instrument>`, `opp.<strategy>`,
+`intent.<strategy>`, `paper.<kind>.<run_id>`, `dlq.<consumer>`, `svc.<service>.<verb>`.
+A batch that mixes instruments is published with the instrument token `_multi`.
+"""
+
+from __future__ import annotations
+
+import re
+
+MULTI = "_multi"
+_BAD_TOKEN = re.compile(r"[\s.*>]")
+
+
+class SubjectError(ValueError):
+    """A subject token that NATS would misread (empty, or with '.', '*', '>' or spaces)."""
+
+
+def token(value: str, what: str = "token") -> str:
+    """Return `value` if it is a valid single subject token, else raise naming it."""
+    if not value or _BAD_TOKEN.search(value):
+        raise SubjectError(f"{what} {value!r} is not a valid NATS subject token (no '.', '*', '>', spaces)")
+    return value
+
+
+def book(venue: str, instrument: str) -> str:
+    return f"md.book.{token(venue, 'venue')}.{token(instrument, 'instrument')}"
+
+
+def trade(venue: str, instrument: str) -> str:
+    return f"md.trade.{token(venue, 'venue')}.{token(instrument, 'instrument')}"
+
+
+def opp(strategy: str) -> str:
+    return f"opp.{token(strategy, 'strategy')}"
+
+
+def intent(strategy: str) -> str:
+    return f"intent.{token(strategy, 'strategy')}"
+
+
+def paper(kind: str, run_id: str) -> str:
+    return f"paper.{token(kind, 'kind')}.{token(run_id, 'run_id')}"
+
+
+def dlq(consumer: str) -> str:
+    return f"dlq.{token(consumer, 'consumer')}"
+
+
+def svc(service: str, verb: str) -> str:
+    return f"svc.{token(service, 'service')}.{token(verb, 'verb')}"
+
+
+BOOK_ALL = "md.book.>"
+TRADE_ALL = "md.trade.>"
+OPP_ALL = "opp.>"
+INTENT_ALL = "intent.>"
+PAPER_DECISION_ALL = "paper.decision.>"
+PAPER_TRADE_ALL = "paper.trade.>"
+PAPER_RUN_ALL = "paper.run.>"
+DLQ_ALL = "dlq.>"
