@@ -32,7 +32,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """MT_LOG_FORMAT: `console` (readable) or `json` (containers)."""
     log_level: str = "info"
     """MT_LOG_LEVEL: debug, info, warning, error."""
+    # ingest
+    ingest_sources: str = "synthetic"
+    """MT_INGEST_SOURCES: comma list of sources the ingest service runs: synthetic, replay."""
+    synth_rate: float = 20.0
+    """MT_SYNTH_RATE: synthetic book updates per second per venue."""
+    synth_seed: int = 7
+    """MT_SYNTH_SEED: seed of the synthetic market (same seed, same market)."""
+    replay_speed: float = 0.0
+    """MT_REPLAY_SPEED: replay at N x real time; 0 = as fast as possible."""
     # detect
+    detect_settle_ms: float = 2.0
+    """MT_DETECT_SETTLE_MS: wait for more book rows stamped with the same market time before evaluating."""
     min_edge_cents: float = 0.5
     """MT_DETECT_MIN_EDGE_CENTS: net edge per contract (after fees) that emits an intent."""
     max_pair_size: int = 10_000
@@ -52,6 +63,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """MT_PAPER_DAILY_CAP_USD: most a run spends per (market-time) UTC day."""
     paper_settlement_delay_s: float = 2.0
     """MT_PAPER_SETTLEMENT_DELAY_S: settled_at = executed_at + this."""
+    http_port: int = 8080
+    """MT_HTTP_PORT: the report service's HTTP port (0 = no HTTP)."""
     # recorder
     recorder_batch: int = 2_000
     """MT_RECORDER_BATCH: messages fetched per pull (each may carry many rows)."""
@@ -64,6 +77,11 @@ _ENV: dict[str, tuple[str, type]] = {
     "MT_CLICKHOUSE_DATABASE": ("clickhouse_database", str),
     "MT_LOG_FORMAT": ("log_format", str),
     "MT_LOG_LEVEL": ("log_level", str),
+    "MT_INGEST_SOURCES": ("ingest_sources", str),
+    "MT_SYNTH_RATE": ("synth_rate", float),
+    "MT_SYNTH_SEED": ("synth_seed", int),
+    "MT_REPLAY_SPEED": ("replay_speed", float),
+    "MT_DETECT_SETTLE_MS": ("detect_settle_ms", float),
     "MT_DETECT_MIN_EDGE_CENTS": ("min_edge_cents", float),
     "MT_DETECT_MAX_SIZE": ("max_pair_size", int),
     "MT_POLYMARKET_FEE_RATE": ("polymarket_fee_rate", float),
@@ -73,6 +91,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "MT_PAPER_MAX_LEG_USD": ("paper_max_leg_usd", float),
     "MT_PAPER_DAILY_CAP_USD": ("paper_daily_cap_usd", float),
     "MT_PAPER_SETTLEMENT_DELAY_S": ("paper_settlement_delay_s", float),
+    "MT_HTTP_PORT": ("http_port", int),
     "MT_RECORDER_BATCH": ("recorder_batch", int),
 }
 

@@ -1,0 +1,114 @@
+"""ingest: turns every source into one stream of book events on `md.book.<venue>.<instrument>`.
+
+Sources in this service today: the synthetic two-venue binary market and the replay of the
+recorded Fed December 2025 "no change" market (Polymarket vs Kalshi). Live venue
+connectors arrive with the market-data issue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import msgspec
+
+from libs.clock import VirtualClock
+from libs.ids import now_ns
+from proto import subjects
+from proto.events import BookBatch, TradeBatch
+from services.ingest.replay_fed import load_fed
+from services.ingest.synthetic import SyntheticMarket
+from services.runtime import Service
+
+
+class SourceStats(msgspec.Struct, kw_only=True):
+    """What one source run published."""
+
+    source: str
+    messages: int = 0
+    book_rows: int = 0
+    trade_rows: int = 0
+    seconds: float = 0.0
+
+
+def book_subject(batch: BookBatch | TradeBatch) -> str:
+    """The subject for a batch: its instrument, or `_multi` when it mixes instruments."""
+    inst = batch.instruments[0] if len(batch.instruments) == 1 else subjects.MULTI
+    if isinstance(batch, TradeBatch):
+        return subjects.trade(batch.venue, inst)
+    return subjects.book(batch.venue, inst)
+
+
+class IngestService(Service):
+    """Runs the sources named in MT_INGEST_SOURCES until stopped; the CLI can run them on demand."""
+
+    name = "ingest"
+
+    async def start(self) -> None:
+        self._tasks: list[asyncio.Task[SourceStats]] = []
+        sources = [s.strip() for s in self.ctx.settings.ingest_sources.split(",") if s.strip()]
+        for source in sources:
+            if source == "synthetic":
+                self._tasks.append(asyncio.create_task(self.run_synthetic(duration_s=None)))
+            elif source == "replay":
+                speed = self.ctx.settings.replay_speed or None
+                self._tasks.append(asyncio.create_task(self.run_replay(speed=speed)))
+            else:
+                raise ValueError(f"MT_INGEST_SOURCES names unknown source {source!r} (known: synthetic, replay)")
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def publish(self, batches: list[BookBatch | TradeBatch]) -> None:
+        """Publish batches in order, each stored by JetStream before the next goes."""
+        for b in batches:
+            await self.ctx.bus.publish(book_subject(b), b)
+
+    async def run_replay(self, path: Path | None = None, speed: float | None = None) -> SourceStats:
+        """Replay the Fed recording on a virtual clock: as fast as possible, or `speed` x real time.
+
+        Both venues' rows of one market time are published back to back, one row per
+        message, so detect sees the two venues move together (see detect's settle window).
+        """
+        replay = await asyncio.to_thread(load_fed, path)
+        clock = VirtualClock(speed)
+        stats = SourceStats(source="replay")
+        t0 = time.perf_counter()
+        for market_ts, poly, kalshi in replay.batches(1):
+            await clock.wait_until(market_ts)
+            await self.publish([poly, kalshi])
+            stats.messages += 2
+            stats.book_rows += poly.rows + kalshi.rows
+        stats.seconds = time.perf_counter() - t0
+        self.log.info("replay done", **msgspec.structs.asdict(stats))
+        return stats
+
+    async def run_synthetic(
+        self, duration_s: float | None, rate: float | None = None, rows_per_message: int = 1
+    ) -> SourceStats:
+        """Publish the synthetic two-venue market at `rate` updates/s per venue for `duration_s`."""
+        settings = self.ctx.settings
+        rate = rate or settings.synth_rate
+        market = SyntheticMarket(seed=settings.synth_seed)
+        step_ns = int(1e9 / rate)
+        stats = SourceStats(source="synthetic")
+        t0 = time.perf_counter()
+        ts = now_ns()
+        while duration_s is None or time.perf_counter() - t0 < duration_s:
+            poly, kalshi = market.batch(rows_per_message, start_ts=ts, step_ns=step_ns)
+            ts += step_ns * rows_per_message
+            await self.publish([poly, kalshi])
+            stats.messages += 2
+            stats.book_rows += poly.rows + kalshi.rows
+            delay = (ts - now_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+        stats.seconds = time.perf_counter() - t0
+        self.log.info("synthetic done", **msgspec.structs.asdict(stats))
+        return stats
+
+
+SERVICE = IngestService
