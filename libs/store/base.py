@@ -136,7 +136,8 @@ class Store(ABC):
                 "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
                 "ENGINE = ReplacingMergeTree ORDER BY version"
             )
-            done = set(self.query_arrow(f"SELECT version FROM {{db}}.{MIGRATIONS_TABLE} FINAL")["version"].to_pylist())
+            recorded = self.query_arrow(f"SELECT version FROM {{db}}.{MIGRATIONS_TABLE} FINAL")
+            done = set(recorded["version"].to_pylist())
             applied: list[str] = []
             for migration in migrations:
                 if migration.version in done:
@@ -184,9 +185,11 @@ class Store(ABC):
             self._close()
 
     def __enter__(self) -> Store:
+        """Use as a context manager: closed on exit."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the store."""
         self.close()
 
     # -- helpers --------------------------------------------------------------------------

@@ -65,7 +65,9 @@ class ChdbStore(Store):
     def _insert(self, table: str, data: pa.Table, dedup_token: str | None) -> None:
         name = _ARROW_NAME.format(next(_arrow_seq))
         cols = ", ".join(data.column_names)
-        settings = "" if dedup_token is None else f" SETTINGS insert_deduplication_token = {quote_string(dedup_token)}"
+        settings = ""
+        if dedup_token is not None:
+            settings = f" SETTINGS insert_deduplication_token = {quote_string(dedup_token)}"
         sql = f"INSERT INTO {self._db}.{table} ({cols}){settings} SELECT {cols} FROM Python({name})"
         _scope[name] = data
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ def format_params(params: Mapping[str, Any] | None) -> dict[str, str]:
     """
     if not params:
         return {}
-    return {name: format_bind_value(value, timezone.utc) for name, value in params.items()}
+    return {name: format_bind_value(value, UTC) for name, value in params.items()}
 
 
 def split_statements(script: str) -> list[str]:
@@ -120,6 +120,8 @@ def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             raise ValueError(f"migration file {path.name!r} is not named NNNN_name.sql")
         version = int(m.group(1))
         if version in found:
-            raise ValueError(f"migrations {found[version].path.name!r} and {path.name!r} share version {version}")
+            raise ValueError(
+                f"migrations {found[version].path.name!r} and {path.name!r} share version {version}"
+            )
         found[version] = Migration(version, m.group(2), path)
     return [found[v] for v in sorted(found)]

@@ -182,15 +182,13 @@ def book_tops_table(batches: Sequence[BookBatch]) -> pa.Table:
     for b in batches:
         _check_book(b)
     rows = np.array([b.rows for b in batches], dtype=np.int64)
-    levels = np.array([b.levels for b in batches], dtype=np.int64)
     n = int(rows.sum())
     batch_of_row, row_in_batch = _row_positions(rows)
-    level_start = np.cumsum(rows * levels) - rows * levels
-    top = np.repeat(level_start, rows) + row_in_batch * levels[batch_of_row]
-    n_levels = int((rows * levels).sum())
 
     def top_of(field: str) -> np.ndarray:
-        return _flat((getattr(b, field) for b in batches), n_levels)[top]
+        # Level 0 of row r sits at index r * levels; a strided slice of each batch's list
+        # picks exactly those in C, so only one value per row is converted to int64.
+        return _flat((getattr(b, field)[:: b.levels] for b in batches), n)
 
     return pa.table(
         {
@@ -243,7 +241,6 @@ def _check_book(b: BookBatch) -> None:
     _check_len(b, "inst_idx", len(b.inst_idx), rows)
     for field in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
         _check_len(b, field, len(getattr(b, field)), rows * b.levels)
-    _check_idx(b, rows)
 
 
 def _check_trades(b: TradeBatch) -> None:
@@ -251,26 +248,12 @@ def _check_trades(b: TradeBatch) -> None:
     rows = len(b.trade_ts)
     for field in ("inst_idx", "px", "size", "aggressor"):
         _check_len(b, field, len(getattr(b, field)), rows)
-    _check_idx(b, rows)
 
 
 def _check_len(b: Any, field: str, got: int, want: int) -> None:
+    """Raise a ValueError naming the batch and field when a column has the wrong length."""
     if got != want:
         raise ValueError(f"{type(b).__name__} {b.id!r}: {field} has {got} entries, expected {want}")
-
-
-def _check_idx(b: BookBatch | TradeBatch, rows: int) -> None:
-    """Every inst_idx must point into `instruments`."""
-    if rows == 0:
-        return
-    idx = np.asarray(b.inst_idx, dtype=np.int64)
-    bad = (idx < 0) | (idx >= len(b.instruments))
-    if bad.any():
-        value = int(idx[bad.argmax()])
-        raise ValueError(
-            f"{type(b).__name__} {b.id!r}: inst_idx value {value} is outside "
-            f"instruments (len {len(b.instruments)})"
-        )
 
 
 def _flat(lists: Iterable[list[int]], count: int) -> np.ndarray:
@@ -292,11 +275,22 @@ def _per_batch(values: list[str], batch_of_row: np.ndarray) -> pa.Array:
 
 
 def _instruments(batches: Sequence[BookBatch] | Sequence[TradeBatch], rows: np.ndarray, n: int) -> pa.Array:
-    """Each row's instrument name: batch-local indices shifted into one shared name list."""
+    """Each row's instrument name: batch-local indices shifted into one shared name list.
+
+    An index outside its batch's `instruments` is a ValueError naming the batch and value.
+    """
     sizes = np.array([len(b.instruments) for b in batches], dtype=np.int64)
-    idx = _flat((b.inst_idx for b in batches), n) + np.repeat(np.cumsum(sizes) - sizes, rows)
+    local = _flat((b.inst_idx for b in batches), n)
+    bad = (local < 0) | (local >= np.repeat(sizes, rows))
+    if bad.any():
+        r = int(bad.argmax())
+        b = batches[int(np.searchsorted(np.cumsum(rows), r, side="right"))]
+        raise ValueError(
+            f"{type(b).__name__} {b.id!r}: inst_idx value {int(local[r])} is outside "
+            f"instruments (len {len(b.instruments)})"
+        )
     names = pa.array(list(chain.from_iterable(b.instruments for b in batches)), _STR)
-    return names.take(pa.array(idx))
+    return names.take(pa.array(local + np.repeat(np.cumsum(sizes) - sizes, rows)))
 
 
 def _ts(ns: np.ndarray) -> pa.Array:
@@ -308,18 +302,18 @@ def _ts(ns: np.ndarray) -> pa.Array:
 
 
 def _json_text(value: Any) -> str:
+    """Structs (legs, checks) as compact JSON text for a String column."""
     return _json.encode(value).decode()
 
 
-def _event_table(schema: pa.Schema, events: Sequence[Any], computed: dict[str, Callable[[Any], Any]]) -> pa.Table:
+def _event_table(
+    schema: pa.Schema, events: Sequence[Any], computed: dict[str, Callable[[Any], Any]]
+) -> pa.Table:
     """One row per event: each column is the event's same-named field unless `computed`."""
     columns = {}
     for field in schema:
         get = computed.get(field.name)
-        if get is None:
-            values = [getattr(e, field.name) for e in events]
-        else:
-            values = [get(e) for e in events]
+        values = [getattr(e, field.name) if get is None else get(e) for e in events]
         columns[field.name] = pa.array(values, field.type)
     return pa.table(columns, schema=schema)
 

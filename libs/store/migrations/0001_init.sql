@@ -1,8 +1,11 @@
 -- MarketTwin schema v1: market data (MergeTree) and events keyed by id (ReplacingMergeTree).
 -- `{db}` is replaced with the configured database; the same DDL runs on chDB and on a server.
 -- Times are DateTime64(9, 'UTC') from UTC nanoseconds; prices Int64 in 1/10,000 USD;
--- money Int64 micro-USD. MergeTree tables keep a deduplication window so a replayed batch
--- inserted with the same insert_deduplication_token is stored once.
+-- money Int64 micro-USD. Market data is ordered by (venue, instrument, ts); its key ends in
+-- (batch_id, row), and the engine is ReplacingMergeTree, so a batch redelivered after a
+-- recorder crash (possibly grouped differently) collapses to one row per (batch_id, row)
+-- under FINAL. Tables also keep a deduplication window: a retried identical insert with the
+-- same insert_deduplication_token is not stored at all.
 
 CREATE TABLE IF NOT EXISTS {db}.book_tops
 (
@@ -18,9 +21,9 @@ CREATE TABLE IF NOT EXISTS {db}.book_tops
     batch_id   String                 CODEC(ZSTD(1)),
     row        UInt32                 CODEC(Delta, ZSTD(1))
 )
-ENGINE = MergeTree
+ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(ts)
-ORDER BY (venue, instrument, ts)
+ORDER BY (venue, instrument, ts, batch_id, row)
 SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE TABLE IF NOT EXISTS {db}.md_trades
@@ -35,9 +38,9 @@ CREATE TABLE IF NOT EXISTS {db}.md_trades
     batch_id   String                 CODEC(ZSTD(1)),
     row        UInt32                 CODEC(Delta, ZSTD(1))
 )
-ENGINE = MergeTree
+ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(ts)
-ORDER BY (venue, instrument, ts)
+ORDER BY (venue, instrument, ts, batch_id, row)
 SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE TABLE IF NOT EXISTS {db}.opportunities

@@ -1,0 +1,152 @@
+"""`make bench`: one `name: value unit` line per figure, for this machine.
+
+- e2e.md_updates_per_s: book updates from ingest through NATS (JetStream) into ClickHouse
+  (recorder, chDB), batched as ingest publishes them; beside it the same work with one
+  update per message (the unbatched peer) and the parts alone (publish, chDB insert).
+- paper.intent_to_decision_*: an intent published to JetStream until its decision arrives
+  back on NATS, through the paper service, at a steady rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from libs import config, log
+from libs.bookstate import BookState
+from libs.bus import Bus
+from libs.bus.admin import wait_idle
+from libs.ids import new_id, now_ns
+from libs.store.tables import book_tops_table
+from proto import codec, streams, subjects
+from proto.events import BookBatch, Decision, Intent, Leg
+from services.ingest.service import book_subject
+from services.ingest.synthetic import SyntheticMarket
+from services.runtime import Stack
+
+
+def line(name: str, value: float, unit: str) -> None:
+    print(f"{name}: {value:.6g} {unit}", flush=True)
+
+
+def make_batches(n_messages: int, rows_per_message: int, levels: int = 1) -> list[BookBatch]:
+    market = SyntheticMarket(seed=1, levels=levels)
+    out: list[BookBatch] = []
+    ts = now_ns()
+    for _ in range(n_messages // 2):
+        poly, kalshi = market.batch(rows_per_message, start_ts=ts, step_ns=1_000_000)
+        ts += rows_per_message * 1_000_000
+        out += [poly, kalshi]
+    return out
+
+
+async def md_pipeline(home: Path, batches: list[BookBatch], label: str) -> float:
+    """Rows/s from the first publish until the recorder has stored (and acked) every row."""
+    settings = config.load({}, home=home, http_port=0, recorder_batch=64)
+    stack = await Stack.open(settings)
+    try:
+        await stack.start("recorder")
+        bus = await stack.connect("bench")
+        rows = sum(b.rows for b in batches)
+        t0 = time.perf_counter()
+        await bus.publish_many((book_subject(b), b) for b in batches)
+        t_pub = time.perf_counter() - t0
+        await wait_idle(bus, [(streams.MD.name, "recorder-md")], timeout_s=600, quiet_s=0.05)
+        elapsed = time.perf_counter() - t0
+        stored = stack.store.table_counts()["book_tops"]
+        if stored != rows:
+            raise SystemExit(f"{label}: stored {stored} rows, published {rows}")
+        line(f"{label}.publish_rows_per_s", rows / t_pub, "updates/s")
+        return rows / elapsed
+    finally:
+        await stack.close()
+
+
+def chdb_insert(home: Path, batches: list[BookBatch]) -> float:
+    from libs.store import open_store
+
+    store = open_store(config.load({}, home=home))
+    store.migrate()
+    table = book_tops_table(batches)
+    t0 = time.perf_counter()
+    store.insert_arrow("book_tops", table)
+    elapsed = time.perf_counter() - t0
+    store.close()
+    return table.num_rows / elapsed
+
+
+async def intent_latency(home: Path, n: int = 2_000, rate: float = 1_000.0) -> tuple[float, float, float]:
+    """Median and p99 intent -> decision latency (ms) and the achieved rate, through paper."""
+    settings = config.load({}, home=home, http_port=0, paper_max_leg_usd=1e12, paper_daily_cap_usd=1e12,
+                           paper_starting_usd=1e12)
+    stack = await Stack.open(settings)
+    try:
+        paper = await stack.start("paper")
+        px = np.array([4_000, 3_900], np.int64)
+        sz = np.array([1_000_000, 1_000_000], np.int64)
+        for venue in ("polymarket", "kalshi"):
+            paper.books[(venue, "BENCH")] = BookState(now_ns(), 10_000 - px - 500, sz, px, sz)  # type: ignore[attr-defined]
+        bus = await stack.connect("bench")
+        lat: list[float] = []
+        done = asyncio.Event()
+
+        async def on_decision(d: Decision, _msg: object) -> None:
+            lat.append((now_ns() - d.intent_ts) / 1e6)
+            if len(lat) >= n:
+                done.set()
+
+        await bus.subscribe(subjects.PAPER_DECISION_ALL, Decision, on_decision)
+        legs = [
+            Leg(venue="polymarket", instrument="BENCH", outcome="yes", size=10, limit_px=4_000, cost_micros=0,
+                fee_micros=0),
+            Leg(venue="kalshi", instrument="BENCH", outcome="no", size=10, limit_px=5_600, cost_micros=0,
+                fee_micros=0),
+        ]
+        t0 = time.perf_counter()
+        for i in range(n):
+            intent = Intent(id=new_id(), ts=now_ns(), opportunity_id="o", opportunity_key="bench", strategy="xarb",
+                            legs=legs, size=10, net_edge_micros=40_000, net_edge_per_contract_micros=4_000,
+                            book_ts=now_ns())
+            await bus.publish(subjects.intent("xarb"), intent)
+            delay = t0 + (i + 1) / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await asyncio.wait_for(done.wait(), 60)
+        elapsed = time.perf_counter() - t0
+        arr = np.array(lat)
+        return float(np.percentile(arr, 50)), float(np.percentile(arr, 99)), n / elapsed
+    finally:
+        await stack.close()
+
+
+async def main() -> None:
+    log.setup("console", "warning")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        batched = make_batches(n_messages=1_000, rows_per_message=2_000)
+        rate = await md_pipeline(root / "batched", batched, "e2e.md_batched")
+        line("e2e.md_updates_per_s", rate, "updates/s")
+        single = make_batches(n_messages=20_000, rows_per_message=1)
+        line("e2e.md_unbatched_updates_per_s (peer: one update per message)",
+             await md_pipeline(root / "single", single, "e2e.md_unbatched"), "updates/s")
+        line("store.chdb_insert_rows_per_s", chdb_insert(root / "insert", batched), "rows/s")
+        enc = [codec.encode(b) for b in batched[:200]]
+        t0 = time.perf_counter()
+        for raw in enc:
+            codec.decode(raw, BookBatch)
+        line("proto.book_decode_rows_per_s", sum(b.rows for b in batched[:200]) / (time.perf_counter() - t0),
+             "updates/s")
+        p50, p99, achieved = await intent_latency(root / "latency")
+        line("paper.intent_to_decision_p50", p50, "ms")
+        line("paper.intent_to_decision_p99", p99, "ms")
+        line("paper.intents_per_s_offered", achieved, "intents/s")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.exit(0)

@@ -1,0 +1,219 @@
+"""Event → Arrow builders (libs.store.tables): exact columns, level-0 tops, clear errors."""
+
+from __future__ import annotations
+
+import msgspec
+import pyarrow as pa
+import pytest
+
+from libs.store import tables
+from proto.events import (
+    BookBatch,
+    Check,
+    DeadLetter,
+    Decision,
+    Intent,
+    Leg,
+    Opportunity,
+    PaperTrade,
+    RunStatus,
+    TradeBatch,
+)
+
+T0 = 1_732_000_000_000_000_000
+
+
+def book(id: str, levels: int, instruments: list[str], inst_idx: list[int], ts: int = T0) -> BookBatch:
+    """A book batch whose level-l value of row r is 1000*r + l (bids) / +100 (asks)."""
+    rows = len(inst_idx)
+    flat = [1000 * r + lvl for r in range(rows) for lvl in range(levels)]
+    return BookBatch(
+        id=id,
+        ts=ts + 999,
+        venue="kalshi",
+        source="live",
+        levels=levels,
+        instruments=instruments,
+        inst_idx=inst_idx,
+        book_ts=[ts + r for r in range(rows)],
+        bid_px=flat,
+        bid_sz=[v + 1 for v in flat],
+        ask_px=[v + 100 for v in flat],
+        ask_sz=[v + 101 for v in flat],
+    )
+
+
+def ints(table: pa.Table, column: str) -> list[int]:
+    """A column as plain ints (timestamps as UTC nanoseconds)."""
+    col = table[column]
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.int64())
+    return col.to_pylist()
+
+
+def test_book_tops_takes_level_zero_of_every_row_across_batches_with_different_depths() -> None:
+    a = book("a", levels=3, instruments=["X", "Y"], inst_idx=[1, 0, 1])
+    b = book("b", levels=1, instruments=["Z"], inst_idx=[0, 0], ts=T0 + 50)
+    t = tables.book_tops_table([a, b])
+    assert t.schema == tables.BOOK_TOPS
+    assert t["instrument"].to_pylist() == ["Y", "X", "Y", "Z", "Z"]
+    assert ints(t, "bid_px") == [0, 1000, 2000, 0, 1000]
+    assert ints(t, "bid_sz") == [1, 1001, 2001, 1, 1001]
+    assert ints(t, "ask_px") == [100, 1100, 2100, 100, 1100]
+    assert ints(t, "ask_sz") == [101, 1101, 2101, 101, 1101]
+    assert ints(t, "ts") == [T0, T0 + 1, T0 + 2, T0 + 50, T0 + 51]
+    assert ints(t, "recv_ts") == [a.ts] * 3 + [b.ts] * 2
+    assert t["batch_id"].to_pylist() == ["a", "a", "a", "b", "b"]
+    assert t["row"].to_pylist() == [0, 1, 2, 0, 1]
+    assert t["venue"].to_pylist() == ["kalshi"] * 5
+
+
+def test_md_trades_rows() -> None:
+    tb = TradeBatch(
+        id="t1",
+        ts=T0,
+        venue="polymarket",
+        source="replay",
+        instruments=["A", "B"],
+        inst_idx=[1, 0],
+        trade_ts=[T0 + 1, T0 + 2],
+        px=[4_700, 5_300],
+        size=[10, 20],
+        aggressor=[1, -1],
+    )
+    t = tables.md_trades_table([tb])
+    assert t.schema == tables.MD_TRADES
+    assert t.to_pylist()[1] | {"ts": None} == {
+        "ts": None,
+        "venue": "polymarket",
+        "instrument": "A",
+        "source": "replay",
+        "px": 5_300,
+        "size": 20,
+        "aggressor": -1,
+        "batch_id": "t1",
+        "row": 1,
+    }
+
+
+def test_empty_input_gives_an_empty_table_with_the_schema() -> None:
+    for name, (table, build) in [(c.__name__, v) for c, v in tables.TABLE_FOR_EVENT.items()]:
+        t = build([])
+        assert t.num_rows == 0, name
+        assert t.schema == tables.SCHEMAS[table], name
+
+
+def test_every_event_type_maps_to_a_known_table() -> None:
+    assert {t for t, _ in tables.TABLE_FOR_EVENT.values()} == set(tables.SCHEMAS)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"bid_px": [1]}, "bid_px has 1 entries, expected 4"),
+        ({"inst_idx": [0]}, "inst_idx has 1 entries, expected 2"),
+        ({"inst_idx": [0, 5]}, "inst_idx value 5 is outside instruments"),
+        ({"levels": 0}, "levels=0"),
+    ],
+)
+def test_malformed_book_batch_names_the_batch_and_field(change: dict, message: str) -> None:
+    good = book("bad-batch", levels=2, instruments=["X"], inst_idx=[0, 0])
+    bad = msgspec.structs.replace(good, **change)
+    with pytest.raises(ValueError, match="bad-batch") as info:
+        tables.book_tops_table([book("ok", 1, ["Q"], [0]), bad])
+    assert message in str(info.value)
+
+
+def test_event_tables_carry_fields_json_and_nullable_times() -> None:
+    leg = Leg(
+        venue="kalshi", instrument="K", outcome="yes", size=5, limit_px=4_000, cost_micros=2, fee_micros=1
+    )
+    opp = Opportunity(
+        id="o1",
+        ts=T0,
+        opportunity_id="op",
+        opportunity_key="k",
+        strategy="arb",
+        status="opened",
+        legs=[leg],
+        size=5,
+        gross_cost_micros=10,
+        fees_micros=1,
+        net_edge_micros=3,
+        net_edge_per_contract_micros=1,
+        book_ts=T0 - 1,
+        opened_at=T0 - 2,
+    )
+    row = tables.opportunities_table([opp]).to_pylist()[0]
+    assert row["closed_at"] is None
+    assert msgspec.json.decode(row["legs_json"], type=list[Leg]) == [leg]
+
+    dec = Decision(
+        id="d1",
+        ts=T0,
+        run_id="r",
+        intent_id="i",
+        opportunity_key="k",
+        decision_source="intent",
+        taken=True,
+        reason="ok",
+        checks=[Check(name="edge", passed=True)],
+        intent_ts=T0,
+        book_ts=T0,
+    )
+    row = tables.decisions_table([dec]).to_pylist()[0]
+    assert row["taken"] == 1
+    assert msgspec.json.decode(row["checks_json"], type=list[Check]) == dec.checks
+
+    intent = Intent(
+        id="i1",
+        ts=T0,
+        opportunity_id="op",
+        opportunity_key="k",
+        strategy="arb",
+        legs=[leg],
+        size=5,
+        net_edge_micros=3,
+        net_edge_per_contract_micros=1,
+        book_ts=T0,
+    )
+    assert tables.intents_table([intent]).num_rows == 1
+    trade = PaperTrade(
+        id="p1",
+        ts=T0,
+        run_id="r",
+        intent_id="i1",
+        decision_id="d1",
+        opportunity_key="k",
+        requested_size=5,
+        matched_size=4,
+        fill_pct=0.8,
+        legs=[],
+        cost_micros=1,
+        fee_micros=1,
+        payout_micros=4,
+        pnl_micros=2,
+        executed_at=T0,
+        settled_at=T0 + 1,
+    )
+    assert tables.paper_trades_table([trade])["fill_pct"].to_pylist() == [0.8]
+    run = RunStatus(
+        id="s1",
+        ts=T0,
+        run_id="r",
+        state="running",
+        starting_micros=1,
+        balance_micros=1,
+        pnl_micros=0,
+        fees_micros=0,
+        decisions=0,
+        taken=0,
+        trades=0,
+        min_net_edge_micros=0,
+        max_leg_micros=0,
+        daily_cap_micros=0,
+        started_at=T0,
+    )
+    assert tables.paper_runs_table([run])["stopped_at"].to_pylist() == [None]
+    dl = DeadLetter(consumer="c", subject="s", reason="r", data=b"\x00\xff", ts=T0)
+    assert tables.dead_letters_table([dl])["data"].to_pylist() == [b"\x00\xff"]
