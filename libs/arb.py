@@ -239,7 +239,15 @@ def _take(px: list[int], qty: list[int], n: int) -> tuple[list[int], list[int]]:
     return fp, fq
 
 
-def _leg(venue: str, instrument: str, outcome: Outcome, fee: FeeModel, fp: list[int], fq: list[int]) -> ArbLeg:
+def _leg(
+    venue: str, instrument: str, outcome: Outcome, fee: FeeModel, fp: list[int], fq: list[int]
+) -> ArbLeg:
+    """The leg for fills already validated by `_ladder` (fee as `taker_fee_levels_micros` settles it)."""
+    trade = rounding = 0
+    for p, q in zip(fp, fq, strict=True):
+        t, r = fee.fill_parts(p, q)
+        trade += t
+        rounding += r
     return ArbLeg(
         venue=venue,
         instrument=instrument,
@@ -247,7 +255,7 @@ def _leg(venue: str, instrument: str, outcome: Outcome, fee: FeeModel, fp: list[
         size=sum(fq),
         limit_px=fp[-1],
         cost_micros=sum(p * q for p, q in zip(fp, fq, strict=True)) * CASH_PER_PRICE_UNIT,
-        fee_micros=fee.taker_fee_levels_micros(fp, fq),
+        fee_micros=fee.settle(trade, rounding),
         fill_px=fp,
         fill_qty=fq,
     )
@@ -319,4 +327,3 @@ def best_arb(
     if one is None or (two is not None and two.net_edge_micros > one.net_edge_micros):
         return two
     return one
-
