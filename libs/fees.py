@@ -19,7 +19,10 @@ up(0.07 x C x P x (1-P)) ... round up = rounds to the next cent", maker "round u
   one fill, the fewest fills an aggregated book allows), with the rounding settled over the whole
   order by that accumulator: `order_fee = T + R − $0.01 × ((R − 1) // $0.01)` (R > 0; else T), where T
   is the sum of the fills' centicent trade fees and R the sum of their rounding fees. For whole-cent
-  prices and a non-direct member this is `ceil_to_cent(Σ fills' trade fees)` — not a cent per level.
+  prices and a non-direct member this is `ceil_to_cent(Σ fills' trade fees)` — not a cent per level —
+  except that, read literally ("once the accumulated rounding exceeds $0.01"), roundings summing to
+  exactly a whole number of cents leave one cent unrefunded (four 1-lot fills at $0.50: $0.08, where
+  one 4-lot fill costs $0.07). Kalshi's monthly refund of maker-fee rounding above $10 is not modelled.
   A single fill at a whole-cent price gives the schedule's table exactly (1 @ $0.50 → $0.02,
   100 @ $0.50 → $1.75). At sub-penny prices the fee includes the rounding fee on the price itself,
   so `cost + fee` is always the exact cash that leaves the balance.

@@ -147,6 +147,10 @@ def test_kalshi_order_over_several_prices_is_rounded_once() -> None:
     assert KALSHI.taker_fee_micros(5000, 5) == cents(9)
     # 1 @ $0.50 + 1 @ $0.51: trade fees 0.0175 + 0.0175 (0.017493 ceiled), roundings 0.0025 each.
     assert KALSHI.taker_fee_levels_micros([5000, 5100], [1, 1]) == cents(4)
+    # Four 1-lot fills at $0.50: roundings 4 x $0.0025 = exactly $0.01, which does not *exceed*
+    # $0.01, so no rebate: $0.07 + $0.01 = $0.08 (one 4-lot fill: ceil(0.07) = $0.07).
+    assert KALSHI.taker_fee_levels_micros([5000] * 4, [1] * 4) == cents(8)
+    assert KALSHI.taker_fee_micros(5000, 4) == cents(7)
     # numpy levels as `libs.book.walk` returns them; empty levels are ignored
     assert KALSHI.taker_fee_levels_micros(np.array([5000, 5100, 5200]), np.array([1, 1, 0])) == cents(4)
     assert KALSHI.taker_fee_levels_micros([], []) == 0
