@@ -15,6 +15,7 @@ time so one poison message cannot hold back the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Literal, TypeVar
@@ -180,7 +181,9 @@ class PullConsumer(Generic[E]):
             left = msg.headers.get("Nats-Pending-Messages") if msg.headers else None
             self._pending = max(0, self._pending - int(left)) if left else 0
             return
-        log.debug("pull status", durable=self.durable, status=status, description=msg.headers.get("Description"))
+        log.debug(
+            "pull status", durable=self.durable, status=status, description=msg.headers.get("Description")
+        )
         self._pending = 0
 
     async def _failed(self, msg: Msg, error: Exception) -> None:
@@ -218,10 +221,8 @@ class PullConsumer(Generic[E]):
         if self._task is not None:
             if not self._busy:
                 self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
                 await asyncio.wait_for(self._task, timeout=60)
-            except (asyncio.CancelledError, TimeoutError, Exception):
-                pass
         if self._sub is not None:
             await self._sub.unsubscribe()
         while not self._queue.empty():

@@ -78,7 +78,8 @@ class DetectService(Service):
             if self._flush is not None:
                 self._flush.cancel()
             rows = sorted(
-                ((b.book_ts[r], i, r) for i, b in enumerate(batches) for r in range(b.rows)), key=lambda t: t[0]
+                ((b.book_ts[r], i, r) for i, b in enumerate(batches) for r in range(b.rows)),
+                key=lambda t: t[0],
             )
             for ts, i, r in rows:
                 if self.pending_ts is not None and ts != self.pending_ts and self.dirty:
@@ -123,7 +124,9 @@ class DetectService(Service):
                 await self._publish_opp(key, current, "closed", current.quote, book_ts, closed_at=book_ts)
             return
         if current is None:
-            current = self.open[key] = OpenOpportunity(opportunity_id=new_id(), opened_at=book_ts, quote=quote)
+            current = self.open[key] = OpenOpportunity(
+                opportunity_id=new_id(), opened_at=book_ts, quote=quote
+            )
             await self._publish_opp(key, current, "opened", quote, book_ts)
         elif (quote.size, quote.net_edge_micros) != (current.quote.size, current.quote.net_edge_micros):
             current.quote = quote
@@ -150,7 +153,13 @@ class DetectService(Service):
             current.intent_sent = False  # re-arm: a new crossing of the threshold sends a new intent
 
     async def _publish_opp(
-        self, key: str, opp: OpenOpportunity, status: str, quote: ArbQuote, book_ts: int, closed_at: int | None = None
+        self,
+        key: str,
+        opp: OpenOpportunity,
+        status: str,
+        quote: ArbQuote,
+        book_ts: int,
+        closed_at: int | None = None,
     ) -> None:
         await self.ctx.bus.publish(
             subjects.opp(STRATEGY),

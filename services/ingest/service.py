@@ -55,7 +55,9 @@ class IngestService(Service):
                 speed = self.ctx.settings.replay_speed or None
                 self._tasks.append(asyncio.create_task(self.run_replay(speed=speed)))
             else:
-                raise ValueError(f"MT_INGEST_SOURCES names unknown source {source!r} (known: synthetic, replay)")
+                raise ValueError(
+                    f"MT_INGEST_SOURCES names unknown source {source!r} (known: synthetic, replay)"
+                )
 
     async def stop(self) -> None:
         for t in self._tasks:

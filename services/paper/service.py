@@ -7,13 +7,13 @@ only once the decisions (and trades) are stored in JetStream.
 
 from __future__ import annotations
 
+from libs.bookstate import Books, apply_batch
 from libs.bus import PullConsumer
 from libs.fees import fee_models
 from libs.ids import new_id, now_ns
 from proto import streams, subjects
 from proto.events import BookBatch, Intent
 from proto.units import CASH_SCALE
-from libs.bookstate import Books, apply_batch
 from services.paper.engine import Run, decide
 from services.runtime import Service
 

@@ -19,7 +19,6 @@ import numpy as np
 
 from libs import config, log
 from libs.bookstate import BookState
-from libs.bus import Bus
 from libs.bus.admin import wait_idle
 from libs.ids import new_id, now_ns
 from libs.store.tables import book_tops_table
@@ -82,8 +81,9 @@ def chdb_insert(home: Path, batches: list[BookBatch]) -> float:
 
 async def intent_latency(home: Path, n: int = 2_000, rate: float = 1_000.0) -> tuple[float, float, float]:
     """Median and p99 intent -> decision latency (ms) and the achieved rate, through paper."""
-    settings = config.load({}, home=home, http_port=0, paper_max_leg_usd=1e12, paper_daily_cap_usd=1e12,
-                           paper_starting_usd=1e12)
+    settings = config.load(
+        {}, home=home, http_port=0, paper_max_leg_usd=1e12, paper_daily_cap_usd=1e12, paper_starting_usd=1e12
+    )
     stack = await Stack.open(settings)
     try:
         paper = await stack.start("paper")
@@ -102,16 +102,39 @@ async def intent_latency(home: Path, n: int = 2_000, rate: float = 1_000.0) -> t
 
         await bus.subscribe(subjects.PAPER_DECISION_ALL, Decision, on_decision)
         legs = [
-            Leg(venue="polymarket", instrument="BENCH", outcome="yes", size=10, limit_px=4_000, cost_micros=0,
-                fee_micros=0),
-            Leg(venue="kalshi", instrument="BENCH", outcome="no", size=10, limit_px=5_600, cost_micros=0,
-                fee_micros=0),
+            Leg(
+                venue="polymarket",
+                instrument="BENCH",
+                outcome="yes",
+                size=10,
+                limit_px=4_000,
+                cost_micros=0,
+                fee_micros=0,
+            ),
+            Leg(
+                venue="kalshi",
+                instrument="BENCH",
+                outcome="no",
+                size=10,
+                limit_px=5_600,
+                cost_micros=0,
+                fee_micros=0,
+            ),
         ]
         t0 = time.perf_counter()
         for i in range(n):
-            intent = Intent(id=new_id(), ts=now_ns(), opportunity_id="o", opportunity_key="bench", strategy="xarb",
-                            legs=legs, size=10, net_edge_micros=40_000, net_edge_per_contract_micros=4_000,
-                            book_ts=now_ns())
+            intent = Intent(
+                id=new_id(),
+                ts=now_ns(),
+                opportunity_id="o",
+                opportunity_key="bench",
+                strategy="xarb",
+                legs=legs,
+                size=10,
+                net_edge_micros=40_000,
+                net_edge_per_contract_micros=4_000,
+                book_ts=now_ns(),
+            )
             await bus.publish(subjects.intent("xarb"), intent)
             delay = t0 + (i + 1) / rate - time.perf_counter()
             if delay > 0:
@@ -132,15 +155,21 @@ async def main() -> None:
         rate = await md_pipeline(root / "batched", batched, "e2e.md_batched")
         line("e2e.md_updates_per_s", rate, "updates/s")
         single = make_batches(n_messages=20_000, rows_per_message=1)
-        line("e2e.md_unbatched_updates_per_s (peer: one update per message)",
-             await md_pipeline(root / "single", single, "e2e.md_unbatched"), "updates/s")
+        line(
+            "e2e.md_unbatched_updates_per_s (peer: one update per message)",
+            await md_pipeline(root / "single", single, "e2e.md_unbatched"),
+            "updates/s",
+        )
         line("store.chdb_insert_rows_per_s", chdb_insert(root / "insert", batched), "rows/s")
         enc = [codec.encode(b) for b in batched[:200]]
         t0 = time.perf_counter()
         for raw in enc:
             codec.decode(raw, BookBatch)
-        line("proto.book_decode_rows_per_s", sum(b.rows for b in batched[:200]) / (time.perf_counter() - t0),
-             "updates/s")
+        line(
+            "proto.book_decode_rows_per_s",
+            sum(b.rows for b in batched[:200]) / (time.perf_counter() - t0),
+            "updates/s",
+        )
         p50, p99, achieved = await intent_latency(root / "latency")
         line("paper.intent_to_decision_p50", p50, "ms")
         line("paper.intent_to_decision_p99", p99, "ms")

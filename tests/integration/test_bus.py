@@ -14,7 +14,15 @@ from proto.events import DeadLetter, Intent, Leg
 
 
 def intent(i: int) -> Intent:
-    leg = Leg(venue="kalshi", instrument="X", outcome="yes", size=1, limit_px=4000, cost_micros=400_000, fee_micros=0)
+    leg = Leg(
+        venue="kalshi",
+        instrument="X",
+        outcome="yes",
+        size=1,
+        limit_px=4000,
+        cost_micros=400_000,
+        fee_micros=0,
+    )
     return Intent(
         id=f"intent-{i}",
         ts=i,
@@ -65,7 +73,12 @@ async def test_pull_consumer_delivers_in_order_and_acks(bus: Bus) -> None:
         got.extend(e.net_edge_micros for e in events)
 
     c = await PullConsumer(
-        bus, stream="INTENT", durable="t1", filter_subjects=[subjects.INTENT_ALL], kind=Intent, handler=handler
+        bus,
+        stream="INTENT",
+        durable="t1",
+        filter_subjects=[subjects.INTENT_ALL],
+        kind=Intent,
+        handler=handler,
     ).start()
     await bus.publish_many((subjects.intent("xarb"), intent(i)) for i in range(500))
     assert await wait_idle(bus, [("INTENT", "t1")], timeout_s=20)
@@ -81,7 +94,12 @@ async def test_undecodable_message_is_dead_lettered_and_consumer_goes_on(bus: Bu
         got.extend(e.id for e in events)
 
     c = await PullConsumer(
-        bus, stream="INTENT", durable="t2", filter_subjects=[subjects.INTENT_ALL], kind=Intent, handler=handler
+        bus,
+        stream="INTENT",
+        durable="t2",
+        filter_subjects=[subjects.INTENT_ALL],
+        kind=Intent,
+        handler=handler,
     ).start()
     await bus.publish(subjects.intent("xarb"), intent(1))
     await bus.js.publish(subjects.intent("xarb"), b"\x93not an intent")
@@ -158,5 +176,7 @@ async def test_unacked_messages_come_back_after_a_restart(bus: Bus) -> None:
 def test_bad_durable_name_is_rejected(bus: Bus) -> None:
     async def handler(events: list[Intent]) -> None: ...
 
-    with pytest.raises(ValueError, match="durable 'a.b'"):
-        PullConsumer(bus, stream="INTENT", durable="a.b", filter_subjects=["intent.>"], kind=Intent, handler=handler)
+    with pytest.raises(ValueError, match=r"durable 'a\.b'"):
+        PullConsumer(
+            bus, stream="INTENT", durable="a.b", filter_subjects=["intent.>"], kind=Intent, handler=handler
+        )

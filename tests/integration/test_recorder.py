@@ -31,9 +31,17 @@ def batch(i: int, rows: int = 50) -> BookBatch:
 
 def decision(i: int) -> Decision:
     return Decision(
-        id=f"d-{i}", ts=i, run_id="R", intent_id=f"i-{i}", opportunity_key="k", decision_source="intent",
-        taken=i % 2 == 0, reason="taken" if i % 2 == 0 else "balance",
-        checks=[Check(name="balance", passed=i % 2 == 0)], intent_ts=i, book_ts=i,
+        id=f"d-{i}",
+        ts=i,
+        run_id="R",
+        intent_id=f"i-{i}",
+        opportunity_key="k",
+        decision_source="intent",
+        taken=i % 2 == 0,
+        reason="taken" if i % 2 == 0 else "balance",
+        checks=[Check(name="balance", passed=i % 2 == 0)],
+        intent_ts=i,
+        book_ts=i,
     )
 
 
@@ -52,13 +60,17 @@ async def test_published_events_land_in_clickhouse(settings: Settings) -> None:
             "SELECT instrument, bid_px, ask_sz FROM {db}.book_tops WHERE batch_id = 'batch-00003' ORDER BY ts LIMIT 1"
         ).row(0)
         assert got == ("FED", 4_000, 20)
-        reasons = stack.store.query_df("SELECT reason, count() AS n FROM {db}.decisions FINAL GROUP BY reason ORDER BY reason")
+        reasons = stack.store.query_df(
+            "SELECT reason, count() AS n FROM {db}.decisions FINAL GROUP BY reason ORDER BY reason"
+        )
         assert reasons.rows() == [("balance", 3), ("taken", 4)]
     finally:
         await stack.close()
 
 
-async def test_recorder_restarted_mid_stream_loses_nothing_and_writes_nothing_twice(settings: Settings) -> None:
+async def test_recorder_restarted_mid_stream_loses_nothing_and_writes_nothing_twice(
+    settings: Settings,
+) -> None:
     stack = await Stack.open(settings)
     try:
         await stack.start("recorder")

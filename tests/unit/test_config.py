@@ -16,7 +16,14 @@ def test_defaults_are_the_embedded_mode() -> None:
 
 
 def test_values_are_parsed() -> None:
-    s = load({"NATS_URL": "nats://n:4222", "MT_SYNTH_RATE": "5.5", "MT_RECORDER_BATCH": "10", "MT_LOG_FORMAT": "json"})
+    s = load(
+        {
+            "NATS_URL": "nats://n:4222",
+            "MT_SYNTH_RATE": "5.5",
+            "MT_RECORDER_BATCH": "10",
+            "MT_LOG_FORMAT": "json",
+        }
+    )
     assert (s.nats_url, s.synth_rate, s.recorder_batch, s.log_format) == ("nats://n:4222", 5.5, 10, "json")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from libs.bookstate import BookState, Books
+from libs.bookstate import Books, BookState
 from libs.fees import fee_models
 from proto.events import Intent, Leg
 from services.paper.engine import NS_PER_DAY, Run, decide
@@ -28,21 +28,52 @@ def books() -> Books:
     }
 
 
-def intent(size: int = 50, edge_per_contract: int = 40_000, yes_limit: int = 4_000, no_limit: int = 5_500) -> Intent:
+def intent(
+    size: int = 50, edge_per_contract: int = 40_000, yes_limit: int = 4_000, no_limit: int = 5_500
+) -> Intent:
     legs = [
-        Leg(venue="polymarket", instrument="FED", outcome="yes", size=size, limit_px=yes_limit, cost_micros=0,
-            fee_micros=0),
-        Leg(venue="kalshi", instrument="FED", outcome="no", size=size, limit_px=no_limit, cost_micros=0,
-            fee_micros=0),
+        Leg(
+            venue="polymarket",
+            instrument="FED",
+            outcome="yes",
+            size=size,
+            limit_px=yes_limit,
+            cost_micros=0,
+            fee_micros=0,
+        ),
+        Leg(
+            venue="kalshi",
+            instrument="FED",
+            outcome="no",
+            size=size,
+            limit_px=no_limit,
+            cost_micros=0,
+            fee_micros=0,
+        ),
     ]
-    return Intent(id="I1", ts=5, opportunity_id="O", opportunity_key="k", strategy="xarb", legs=legs, size=size,
-                  net_edge_micros=edge_per_contract * size, net_edge_per_contract_micros=edge_per_contract,
-                  book_ts=DAY0 + 3_600 * 10**9)
+    return Intent(
+        id="I1",
+        ts=5,
+        opportunity_id="O",
+        opportunity_key="k",
+        strategy="xarb",
+        legs=legs,
+        size=size,
+        net_edge_micros=edge_per_contract * size,
+        net_edge_per_contract_micros=edge_per_contract,
+        book_ts=DAY0 + 3_600 * 10**9,
+    )
 
 
 def run(**kw: int) -> Run:
-    args = {"starting_micros": 10_000_000_000, "min_net_edge_micros": 5_000, "max_leg_micros": 1_000_000_000,
-            "daily_cap_micros": 5_000_000_000, "settlement_delay_ns": 2 * 10**9, "started_at": 0} | kw
+    args = {
+        "starting_micros": 10_000_000_000,
+        "min_net_edge_micros": 5_000,
+        "max_leg_micros": 1_000_000_000,
+        "daily_cap_micros": 5_000_000_000,
+        "settlement_delay_ns": 2 * 10**9,
+        "started_at": 0,
+    } | kw
     return Run(run_id="R", label="t", **args)  # type: ignore[arg-type]
 
 
@@ -86,7 +117,9 @@ def test_partial_fill_when_one_book_is_short() -> None:
         ({}, {"yes_limit": 3_000}, "liquidity"),
     ],
 )
-def test_each_failed_check_skips_with_its_reason(kw: dict[str, int], intent_kw: dict[str, int], reason: str) -> None:
+def test_each_failed_check_skips_with_its_reason(
+    kw: dict[str, int], intent_kw: dict[str, int], reason: str
+) -> None:
     r = run(**kw)
     before = r.balance_micros
     d, t = decide(r, intent(**intent_kw), books(), FEES, now=1)
@@ -115,7 +148,9 @@ def test_daily_cap_counts_spend_per_market_day() -> None:
     assert decide(r, intent(size=50), books(), FEES, now=1)[0].taken  # ~$48.37 spent
     assert decide(r, intent(size=50), books(), FEES, now=2)[0].reason == "daily_cap"
     next_day = intent(size=50)
-    next_day = Intent(**{**{f: getattr(next_day, f) for f in next_day.__struct_fields__}, "book_ts": DAY0 + NS_PER_DAY})
+    next_day = Intent(
+        **{**{f: getattr(next_day, f) for f in next_day.__struct_fields__}, "book_ts": DAY0 + NS_PER_DAY}
+    )
     assert decide(r, next_day, books(), FEES, now=3)[0].taken
 
 

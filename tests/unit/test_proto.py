@@ -18,7 +18,15 @@ from proto.events import (
 )
 from proto.schema_export import SCHEMA_DIR, render
 
-LEG = Leg(venue="kalshi", instrument="FED", outcome="no", size=10, limit_px=5_300, cost_micros=5_300_000, fee_micros=170_000)
+LEG = Leg(
+    venue="kalshi",
+    instrument="FED",
+    outcome="no",
+    size=10,
+    limit_px=5_300,
+    cost_micros=5_300_000,
+    fee_micros=170_000,
+)
 
 
 def book() -> BookBatch:
@@ -42,18 +50,45 @@ def test_every_event_round_trips_through_the_any_decoder() -> None:
     events = [
         book(),
         Opportunity(
-            id="o1", ts=2, opportunity_id="op", opportunity_key="k", strategy="xarb", status="opened",
-            legs=[LEG], size=10, gross_cost_micros=1, fees_micros=2, net_edge_micros=3,
-            net_edge_per_contract_micros=4, book_ts=5, opened_at=5,
+            id="o1",
+            ts=2,
+            opportunity_id="op",
+            opportunity_key="k",
+            strategy="xarb",
+            status="opened",
+            legs=[LEG],
+            size=10,
+            gross_cost_micros=1,
+            fees_micros=2,
+            net_edge_micros=3,
+            net_edge_per_contract_micros=4,
+            book_ts=5,
+            opened_at=5,
         ),
         Intent(
-            id="i1", ts=3, opportunity_id="op", opportunity_key="k", strategy="xarb", legs=[LEG], size=10,
-            net_edge_micros=3, net_edge_per_contract_micros=4, book_ts=5,
+            id="i1",
+            ts=3,
+            opportunity_id="op",
+            opportunity_key="k",
+            strategy="xarb",
+            legs=[LEG],
+            size=10,
+            net_edge_micros=3,
+            net_edge_per_contract_micros=4,
+            book_ts=5,
         ),
         Decision(
-            id="d1", ts=4, run_id="r", intent_id="i1", opportunity_key="k", decision_source="intent",
-            taken=False, reason="balance", checks=[Check(name="balance", passed=False, detail="x")],
-            intent_ts=3, book_ts=5,
+            id="d1",
+            ts=4,
+            run_id="r",
+            intent_id="i1",
+            opportunity_key="k",
+            decision_source="intent",
+            taken=False,
+            reason="balance",
+            checks=[Check(name="balance", passed=False, detail="x")],
+            intent_ts=3,
+            book_ts=5,
         ),
     ]
     for ev in events:
@@ -74,7 +109,7 @@ def test_decoding_names_the_bad_field() -> None:
 
 
 def test_wrong_event_type_is_rejected_by_a_typed_decoder() -> None:
-    with pytest.raises(msgspec.ValidationError, match="book.v1"):
+    with pytest.raises(msgspec.ValidationError, match=r"book\.v1"):
         codec.decode(codec.encode(book()), Intent)
 
 
