@@ -48,10 +48,10 @@ def _usd(micros: int | None) -> float:
 def build(store: Store) -> Report:
     """Query every table (FINAL, so a replayed insert never counts twice) into a Report."""
     opp = store.query_df(
-        "SELECT uniqExact(opportunity_id) AS n, countIf(status = 'closed') AS closed, "
-        "medianIf((closed_at - opened_at) / 1e9, status = 'closed') AS span "
-        "FROM (SELECT opportunity_id, status, toUnixTimestamp64Nano(opened_at) AS opened_at, "
-        "toUnixTimestamp64Nano(ifNull(closed_at, opened_at)) AS closed_at FROM {db}.opportunities FINAL)"
+        "SELECT uniqExact(opportunity_id) AS n, "
+        "uniqExactIf(opportunity_id, status = 'closed') AS closed, "
+        "medianIf((toUnixTimestamp64Nano(closed_at) - toUnixTimestamp64Nano(opened_at)) / 1e9, status = 'closed') "
+        "AS span FROM {db}.opportunities FINAL"
     ).row(0, named=True)
     intents = store.query_df("SELECT count() AS n FROM {db}.intents FINAL").item()
     decisions = store.query_df(

@@ -32,14 +32,14 @@ async def test_demo_pipeline_report_is_consistent(settings: Settings) -> None:
     try:
         # every trade belongs to a taken decision of the same run and intent
         orphans = store.query_df(
-            "SELECT count() FROM {db}.paper_trades FINAL AS t LEFT ANY JOIN "
+            "SELECT count() FROM {db}.paper_trades AS t FINAL LEFT ANY JOIN "
             "(SELECT id, taken, intent_id, run_id FROM {db}.decisions FINAL) AS d ON t.decision_id = d.id "
             "WHERE d.taken != 1 OR d.intent_id != t.intent_id OR d.run_id != t.run_id"
         ).item()
         assert orphans == 0
         # every intent has exactly one decision (no intent without, none with two)
         per_intent = store.query_df(
-            "SELECT i.id AS intent_id, countIf(d.id != '') AS n FROM {db}.intents FINAL AS i "
+            "SELECT i.id AS intent_id, countIf(d.id != '') AS n FROM {db}.intents AS i FINAL "
             "LEFT JOIN (SELECT id, intent_id FROM {db}.decisions FINAL) AS d ON d.intent_id = i.id GROUP BY i.id"
         )
         assert per_intent["n"].to_list() == [1] * report.intents
