@@ -30,11 +30,42 @@ def nats_server(tmp_path: Path) -> Iterator[LocalNatsServer]:
         yield server
 
 
-@pytest.fixture
-async def bus(nats_server: LocalNatsServer) -> AsyncIterator[Bus]:
-    b = await Bus.connect(nats_server.url, name="test")
+def docker_available() -> bool:
+    """True when a Docker engine answers (a docker CLI or client library alone is not enough)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def nats_container_url() -> Iterator[str]:
+    """A NATS server (JetStream on) in a container, when a Docker engine is present."""
+    if not docker_available():
+        pytest.skip("Docker engine not available")
+    from testcontainers.community.nats import NatsContainer
+
+    with NatsContainer("nats:2.11-alpine", jetstream=True) as container:
+        yield container.nats_uri()
+
+
+@pytest.fixture(params=["local", pytest.param("container", marks=pytest.mark.docker)])
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
+    """A bus on a local nats-server, and (with Docker) on a NATS container, streams created."""
+    local = request.param == "local"
+    url = request.getfixturevalue("nats_server").url if local else request.getfixturevalue("nats_container_url")
+    b = await Bus.connect(url, name="test")
     await b.ensure_streams(streams.ALL)
     yield b
+    if not local:  # the container is shared by the session: leave it empty for the next test
+        for d in streams.ALL:
+            await b.js.delete_stream(d.name)
     await b.close()
 
 

@@ -10,8 +10,9 @@ Crossings (a YES bid on one venue above the YES ask on the other) come in disloc
 episodes: they start at a rate solved so that a fraction `cross_rate` of updates is
 crossed, last `cross_len` updates on average, and cross by `cross_ticks` ticks on average.
 Outside an episode arbitrageurs are assumed to keep the venues uncrossed (at most locked),
-so the crossed fraction is what the parameter says. Everything is generated a block at a
-time with numpy (no per-update Python) from one seeded Generator: same seed, same books.
+so the crossed fraction is what the parameter says. Everything is generated BLOCK_ROWS
+updates at a time with numpy (no per-update Python) from one seeded Generator and handed
+out in order: the same seed gives the same stream of books however it is cut into batches.
 
 Speed: small discrete draws (spreads, level gaps, sizes) are one random byte each, looked
 up in a 256-entry inverse-CDF table (sizes: 256 lognormal quantiles per level). Turning

@@ -36,6 +36,7 @@ from proto.events import (
     RunStatus,
     TradeBatch,
 )
+from tests.conftest import docker_available
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_732_000_000_123_456_789  # 2024-11-19, UTC ns
@@ -44,20 +45,6 @@ _db_seq = itertools.count()
 
 
 # -- engines ---------------------------------------------------------------------------------
-
-
-def docker_available() -> bool:
-    """True when a Docker engine answers (a docker CLI or client library alone is not enough)."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=3)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
 
 
 @pytest.fixture(scope="module")

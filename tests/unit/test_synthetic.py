@@ -60,6 +60,21 @@ def test_same_seed_same_books_other_seed_other_books() -> None:
     assert run(11) != run(12)
 
 
+def test_stream_does_not_depend_on_batch_sizes() -> None:
+    def rows(sizes: list[int]) -> dict[str, list[int]]:
+        m = SyntheticMarket(21, ["A", "B", "C"])
+        out: dict[str, list[int]] = {"inst_idx": [], "bid_px": [], "ask_sz": []}
+        for n in sizes:
+            for b in m.batch(n, 0, 1):
+                for f in out:
+                    out[f] += getattr(b, f)
+        return out
+
+    one_go = rows([40_000])
+    assert rows([1, 2, 16_000, 3, 23_994]) == one_go  # across the generator's internal blocks
+    assert rows([20_000, 20_000]) == one_go
+
+
 def test_books_well_formed_and_stamped() -> None:
     m = SyntheticMarket(1, ["X", "Y", "Z"], levels=5)
     poly, kalshi = m.batch(20_000, 5_000, 7)
