@@ -239,9 +239,7 @@ def _take(px: list[int], qty: list[int], n: int) -> tuple[list[int], list[int]]:
     return fp, fq
 
 
-def _leg(
-    venue: str, instrument: str, outcome: Outcome, fee: FeeModel, fp: list[int], fq: list[int]
-) -> ArbLeg:
+def _leg(venue: str, instrument: str, outcome: Outcome, fee: FeeModel, fp: list[int], fq: list[int]) -> ArbLeg:
     """The leg for fills already validated by `_ladder` (fee as `taker_fee_levels_micros` settles it)."""
     trade = rounding = 0
     for p, q in zip(fp, fq, strict=True):

@@ -34,7 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """MT_LOG_LEVEL: debug, info, warning, error."""
     # ingest
     ingest_sources: str = "synthetic"
-    """MT_INGEST_SOURCES: comma list of sources the ingest service runs: synthetic, replay."""
+    """MT_INGEST_SOURCES: comma list of sources the ingest service runs: synthetic, replay, or none."""
     synth_rate: float = 20.0
     """MT_SYNTH_RATE: synthetic book updates per second per venue."""
     synth_seed: int = 7

@@ -149,9 +149,7 @@ class KalshiFill(msgspec.Struct, frozen=True):
     balance_change: int
 
 
-def kalshi_settle_fills(
-    fills: Sequence[tuple[int, int]], precision_micros: int = CENT_MICROS
-) -> list[KalshiFill]:
+def kalshi_settle_fills(fills: Sequence[tuple[int, int]], precision_micros: int = CENT_MICROS) -> list[KalshiFill]:
     """Kalshi's per-order fee rounding, fill by fill: `fills` is (signed revenue, trade fee) in micros.
 
     Revenue is negative for a buyer. Each fill's balance change is floored to `precision_micros`;
@@ -427,9 +425,7 @@ def fee_model_for(
     """
     name = venue.strip().lower() if isinstance(venue, str) else venue
     if name == KALSHI:
-        return kalshi_fee_model(
-            KALSHI_TAKER_COEFF if rate is None else rate, 1 if multiplier is None else multiplier
-        )
+        return kalshi_fee_model(KALSHI_TAKER_COEFF if rate is None else rate, 1 if multiplier is None else multiplier)
     if name == POLYMARKET:
         if rate is None:
             rate = settings.polymarket_fee_rate if settings is not None else 0

@@ -48,9 +48,7 @@ async def cmd_up(settings: Settings, names: list[str]) -> int:
 
 async def cmd_run(settings: Settings, name: str) -> int:
     if not settings.nats_url:
-        raise ConfigError(
-            "markettwin run needs NATS_URL (e.g. nats://nats:4222); use `markettwin up` to embed one"
-        )
+        raise ConfigError("markettwin run needs NATS_URL (e.g. nats://nats:4222); use `markettwin up` to embed one")
     return await cmd_up(settings, [name])
 
 
@@ -92,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("service", choices=service_names())
     demo = sub.add_parser("demo", help="replay the Fed market, run the synthetic one, print the report")
     demo.add_argument("--synthetic-seconds", type=float, default=15.0)
-    demo.add_argument(
-        "--replay-speed", type=float, default=200_000.0, help="N x real time; 0 = as fast as possible"
-    )
+    demo.add_argument("--replay-speed", type=float, default=200_000.0, help="N x real time; 0 = as fast as possible")
     demo.add_argument("--keep", action="store_true", help="keep earlier data under MT_HOME")
     rep = sub.add_parser("report", help="print the run report from ClickHouse")
     rep.add_argument("--json", action="store_true")

@@ -30,9 +30,7 @@ async def drain(stack: Stack) -> None:
     await wait_idle(bus, RECORDERS)
 
 
-async def run_demo(
-    settings: Settings, synthetic_s: float = 15.0, replay_speed: float | None = None
-) -> Report:
+async def run_demo(settings: Settings, synthetic_s: float = 15.0, replay_speed: float | None = None) -> Report:
     """Replay the Fed market, run the synthetic market for `synthetic_s`, stop the run, report."""
     settings = msgspec.structs.replace(settings, ingest_sources="", http_port=0)
     stack = await Stack.open(settings)

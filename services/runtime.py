@@ -52,9 +52,7 @@ class Service:
 def service_names() -> list[str]:
     """Every package under services/ with a service.py, i.e. every deployable service."""
     root = Path(services.__file__).parent
-    return sorted(
-        m.name for m in pkgutil.iter_modules([str(root)]) if (root / m.name / "service.py").exists()
-    )
+    return sorted(m.name for m in pkgutil.iter_modules([str(root)]) if (root / m.name / "service.py").exists())
 
 
 def service_class(name: str) -> type[Service]:

@@ -19,9 +19,7 @@ async def backlog(bus: Bus, stream: str, durable: str) -> int:
     return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
 
-async def wait_idle(
-    bus: Bus, consumers: list[tuple[str, str]], timeout_s: float = 120.0, quiet_s: float = 0.3
-) -> bool:
+async def wait_idle(bus: Bus, consumers: list[tuple[str, str]], timeout_s: float = 120.0, quiet_s: float = 0.3) -> bool:
     """Wait until every (stream, durable) has acked everything, twice `quiet_s` apart."""
     deadline = time.monotonic() + timeout_s
     calm = 0

@@ -181,9 +181,7 @@ class PullConsumer(Generic[E]):
             left = msg.headers.get("Nats-Pending-Messages") if msg.headers else None
             self._pending = max(0, self._pending - int(left)) if left else 0
             return
-        log.debug(
-            "pull status", durable=self.durable, status=status, description=msg.headers.get("Description")
-        )
+        log.debug("pull status", durable=self.durable, status=status, description=msg.headers.get("Description"))
         self._pending = 0
 
     async def _failed(self, msg: Msg, error: Exception) -> None:
@@ -191,9 +189,7 @@ class PullConsumer(Generic[E]):
         if deliveries >= self.max_deliver:
             await self._dead_letter(msg, f"process: {type(error).__name__}: {error}", deliveries)
         else:
-            log.warning(
-                "handler failed, will retry", durable=self.durable, deliveries=deliveries, error=str(error)
-            )
+            log.warning("handler failed, will retry", durable=self.durable, deliveries=deliveries, error=str(error))
             await msg.nak(delay=self.nak_delay_s)
 
     async def _dead_letter(self, msg: Msg, reason: str, deliveries: int = 1) -> None:

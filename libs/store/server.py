@@ -45,9 +45,7 @@ def parse_url(url: str) -> ServerAddress:
         raise StoreError(f"clickhouse: CLICKHOUSE_URL is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         shown = f"{parts.scheme}://{parts.hostname or ''}"
-        raise StoreError(
-            f"clickhouse: CLICKHOUSE_URL {shown!r} must look like http(s)://user:pass@host:8123/db"
-        )
+        raise StoreError(f"clickhouse: CLICKHOUSE_URL {shown!r} must look like http(s)://user:pass@host:8123/db")
     secure = parts.scheme == "https"
     database = unquote(parts.path.strip("/")) or None
     return ServerAddress(
@@ -80,9 +78,7 @@ class ServerStore(Store):
                 autogenerate_session_id=False,
             )
         except Exception as exc:
-            raise StoreError(
-                f"clickhouse: cannot connect to {self.address.display}: {reason_of(exc)}"
-            ) from exc
+            raise StoreError(f"clickhouse: cannot connect to {self.address.display}: {reason_of(exc)}") from exc
 
     def _run(self, sql: str, params: Mapping[str, Any] | None) -> None:
         self._client.command(sql, parameters=dict(params) if params else None)

@@ -120,8 +120,6 @@ def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             raise ValueError(f"migration file {path.name!r} is not named NNNN_name.sql")
         version = int(m.group(1))
         if version in found:
-            raise ValueError(
-                f"migrations {found[version].path.name!r} and {path.name!r} share version {version}"
-            )
+            raise ValueError(f"migrations {found[version].path.name!r} and {path.name!r} share version {version}")
         found[version] = Migration(version, m.group(2), path)
     return [found[v] for v in sorted(found)]

@@ -306,9 +306,7 @@ def _json_text(value: Any) -> str:
     return _json.encode(value).decode()
 
 
-def _event_table(
-    schema: pa.Schema, events: Sequence[Any], computed: dict[str, Callable[[Any], Any]]
-) -> pa.Table:
+def _event_table(schema: pa.Schema, events: Sequence[Any], computed: dict[str, Callable[[Any], Any]]) -> pa.Table:
     """One row per event: each column is the event's same-named field unless `computed`."""
     columns = {}
     for field in schema:

@@ -124,9 +124,7 @@ class DetectService(Service):
                 await self._publish_opp(key, current, "closed", current.quote, book_ts, closed_at=book_ts)
             return
         if current is None:
-            current = self.open[key] = OpenOpportunity(
-                opportunity_id=new_id(), opened_at=book_ts, quote=quote
-            )
+            current = self.open[key] = OpenOpportunity(opportunity_id=new_id(), opened_at=book_ts, quote=quote)
             await self._publish_opp(key, current, "opened", quote, book_ts)
         elif (quote.size, quote.net_edge_micros) != (current.quote.size, current.quote.net_edge_micros):
             current.quote = quote

@@ -47,7 +47,7 @@ class IngestService(Service):
 
     async def start(self) -> None:
         self._tasks: list[asyncio.Task[SourceStats]] = []
-        sources = [s.strip() for s in self.ctx.settings.ingest_sources.split(",") if s.strip()]
+        sources = [s.strip() for s in self.ctx.settings.ingest_sources.split(",") if s.strip() not in ("", "none")]
         for source in sources:
             if source == "synthetic":
                 self._tasks.append(asyncio.create_task(self.run_synthetic(duration_s=None)))
@@ -55,9 +55,7 @@ class IngestService(Service):
                 speed = self.ctx.settings.replay_speed or None
                 self._tasks.append(asyncio.create_task(self.run_replay(speed=speed)))
             else:
-                raise ValueError(
-                    f"MT_INGEST_SOURCES names unknown source {source!r} (known: synthetic, replay)"
-                )
+                raise ValueError(f"MT_INGEST_SOURCES names unknown source {source!r} (known: synthetic, replay)")
 
     async def stop(self) -> None:
         for t in self._tasks:

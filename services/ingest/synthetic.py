@@ -182,6 +182,7 @@ class _Rows:
         return len(self.inst)
 
     def cut(self, lo: int, hi: int) -> _Rows:
+        """Rows lo:hi (views)."""
         return _Rows(self.inst[lo:hi], (self.books[0].cut(lo, hi), self.books[1].cut(lo, hi)))
 
     def copy(self) -> _Rows:
@@ -189,6 +190,8 @@ class _Rows:
 
     @staticmethod
     def empty(levels: int) -> _Rows:
+        """No rows yet."""
+
         def book(v: int) -> _Book:
             px = np.zeros((levels, 0), dtype=np.int16)
             return _Book(v, px, px.copy(), px.copy(), px.copy(), np.zeros((4, 0), dtype=np.int64))
@@ -197,10 +200,11 @@ class _Rows:
 
     @staticmethod
     def join(parts: list[_Rows]) -> _Rows:
+        """The rows of `parts` one after another."""
         if len(parts) == 1:
             return parts[0]
-        books = tuple(_Book.join([p.books[v] for p in parts]) for v in range(2))
-        return _Rows(np.concatenate([p.inst for p in parts]), books)  # type: ignore[arg-type]
+        books = (_Book.join([p.books[0] for p in parts]), _Book.join([p.books[1] for p in parts]))
+        return _Rows(np.concatenate([p.inst for p in parts]), books)
 
 
 class SyntheticMarket:

@@ -93,9 +93,7 @@ def decide(
             f"net edge {intent.net_edge_per_contract_micros / 1e4:.2f}c/contract < "
             f"minimum {run.min_net_edge_micros / 1e4:.2f}c",
         )
-    checks.append(
-        Check(name="min_net_edge", passed=True, detail=f"{intent.net_edge_per_contract_micros / 1e4:.2f}c")
-    )
+    checks.append(Check(name="min_net_edge", passed=True, detail=f"{intent.net_edge_per_contract_micros / 1e4:.2f}c"))
 
     missing = [f"{leg.venue}:{leg.instrument}" for leg in intent.legs if not leg.instrument or not leg.venue]
     if missing:
@@ -105,9 +103,7 @@ def decide(
     size = min(_max_size_for_leg(run.max_leg_micros, leg.limit_px) for leg in intent.legs)
     size = min(size, intent.size)
     if size <= 0:
-        return fail(
-            "max_leg", f"not one contract fits the max leg of ${run.max_leg_micros / CASH_SCALE:,.2f}"
-        )
+        return fail("max_leg", f"not one contract fits the max leg of ${run.max_leg_micros / CASH_SCALE:,.2f}")
     detail = f"size {size}" + (f" (cut from {intent.size} by the max leg)" if size < intent.size else "")
     checks.append(Check(name="max_leg", passed=True, detail=detail))
 
@@ -123,9 +119,7 @@ def decide(
     worst_fees = sum(fees[leg.venue].taker_fee_micros(leg.limit_px, size) for leg in intent.legs)
     need = worst_cost + worst_fees
     if need > run.balance_micros:
-        return fail(
-            "balance", f"needs ${need / CASH_SCALE:,.2f}, balance ${run.balance_micros / CASH_SCALE:,.2f}"
-        )
+        return fail("balance", f"needs ${need / CASH_SCALE:,.2f}, balance ${run.balance_micros / CASH_SCALE:,.2f}")
     checks.append(Check(name="balance", passed=True))
 
     day = intent.book_ts // NS_PER_DAY
@@ -139,8 +133,7 @@ def decide(
 
     # Equal contracts on every leg: the most that every book can fill within its limit price.
     fillable = min(
-        int(walk(px, sz, size, leg.limit_px).filled)
-        for (px, sz), leg in zip(ladders, intent.legs, strict=True)
+        int(walk(px, sz, size, leg.limit_px).filled) for (px, sz), leg in zip(ladders, intent.legs, strict=True)
     )
     if fillable <= 0:
         return fail("liquidity", "no book has depth left within the intent's limit prices")

@@ -69,8 +69,7 @@ def build(store: Store) -> Report:
     status_by_run = {r["run_id"]: r for r in runs.iter_rows(named=True)}
     for run_id in run_ids:
         reasons = {
-            r["reason"]: int(r["n"])
-            for r in decisions.filter(decisions["run_id"] == run_id).iter_rows(named=True)
+            r["reason"]: int(r["n"]) for r in decisions.filter(decisions["run_id"] == run_id).iter_rows(named=True)
         }
         t = trade_by_run.get(run_id, {})
         st = status_by_run.get(run_id, {})
@@ -99,9 +98,7 @@ def build(store: Store) -> Report:
     return Report(
         opportunities=int(opp["n"] or 0),
         opportunities_closed=int(opp["closed"] or 0),
-        median_span_s=None
-        if opp["span"] is None or opp["span"] != opp["span"]
-        else round(float(opp["span"]), 1),
+        median_span_s=None if opp["span"] is None or opp["span"] != opp["span"] else round(float(opp["span"]), 1),
         intents=int(intents or 0),
         runs=summaries,
         rows=rows,

@@ -46,7 +46,7 @@ def make_batches(n_messages: int, rows_per_message: int, levels: int = 1) -> lis
 
 async def md_pipeline(home: Path, batches: list[BookBatch], label: str) -> float:
     """Rows/s from the first publish until the recorder has stored (and acked) every row."""
-    settings = config.load({}, home=home, http_port=0, recorder_batch=64)
+    settings = config.load({}, home=home, http_port=0)
     stack = await Stack.open(settings)
     try:
         await stack.start("recorder")

@@ -51,9 +51,7 @@ async def test_demo_pipeline_report_is_consistent(settings: Settings) -> None:
             legs = json.loads(t["legs_json"])
             assert sum(leg["cost_micros"] for leg in legs) == t["cost_micros"]
             assert sum(leg["fee_micros"] for leg in legs) == t["fee_micros"]
-            assert all(leg["matched_size"] == t["matched_size"] for leg in legs), (
-                "equal contracts on both legs"
-            )
+            assert all(leg["matched_size"] == t["matched_size"] for leg in legs), "equal contracts on both legs"
             assert t["payout_micros"] == t["matched_size"] * 1_000_000
             assert t["pnl_micros"] == t["payout_micros"] - t["cost_micros"] - t["fee_micros"]
             assert 0 < t["matched_size"] <= t["requested_size"]

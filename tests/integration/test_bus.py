@@ -177,6 +177,4 @@ def test_bad_durable_name_is_rejected(bus: Bus) -> None:
     async def handler(events: list[Intent]) -> None: ...
 
     with pytest.raises(ValueError, match=r"durable 'a\.b'"):
-        PullConsumer(
-            bus, stream="INTENT", durable="a.b", filter_subjects=["intent.>"], kind=Intent, handler=handler
-        )
+        PullConsumer(bus, stream="INTENT", durable="a.b", filter_subjects=["intent.>"], kind=Intent, handler=handler)

@@ -130,9 +130,7 @@ def trades(id: str) -> TradeBatch:
     )
 
 
-LEG = Leg(
-    venue="kalshi", instrument="KX-A", outcome="yes", size=10, limit_px=4_500, cost_micros=4, fee_micros=1
-)
+LEG = Leg(venue="kalshi", instrument="KX-A", outcome="yes", size=10, limit_px=4_500, cost_micros=4, fee_micros=1)
 
 
 def opportunity(id: str, closed_at: int | None = None) -> Opportunity:
@@ -271,8 +269,7 @@ def test_migrations_apply_once_and_match_the_arrow_schemas(store: Store) -> None
     assert store.applied_migrations() == ["0001_init"]
     for table, schema in tb.SCHEMAS.items():
         cols = store.query_arrow(
-            "SELECT name FROM system.columns WHERE database = {d:String} AND table = {t:String} "
-            "ORDER BY position",
+            "SELECT name FROM system.columns WHERE database = {d:String} AND table = {t:String} ORDER BY position",
             {"d": store.database, "t": table},
         )
         assert cols["name"].to_pylist() == schema.names, table
@@ -475,9 +472,7 @@ def test_concurrent_inserts_into_different_tables_stay_apart(store: Store) -> No
     assert not errors
     counts = store.table_counts()
     assert (counts["book_tops"], counts["md_trades"], counts["intents"]) == (8 * 500, 8 * 2, 8)
-    bad = store.query_arrow(
-        "SELECT count() AS n FROM {db}.book_tops WHERE NOT startsWith(batch_id, 'book_tops-')"
-    )
+    bad = store.query_arrow("SELECT count() AS n FROM {db}.book_tops WHERE NOT startsWith(batch_id, 'book_tops-')")
     assert bad["n"].to_pylist() == [0]
 
 
@@ -486,9 +481,7 @@ def test_concurrent_inserts_into_different_tables_stay_apart(store: Store) -> No
 
 def test_unknown_table_names_the_table(store: Store) -> None:
     data = tb.md_trades_table([trades("x")])
-    with pytest.raises(
-        StoreError, match=rf"insert into {store.database}\.no_such_table failed: .*no_such_table"
-    ):
+    with pytest.raises(StoreError, match=rf"insert into {store.database}\.no_such_table failed: .*no_such_table"):
         store.insert_arrow("no_such_table", data)
     with pytest.raises(StoreError, match="'book_tops; DROP TABLE x' is not a valid table name"):
         store.insert_arrow("book_tops; DROP TABLE x", data)

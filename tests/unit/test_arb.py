@@ -138,9 +138,7 @@ def test_equal_contracts_on_both_legs() -> None:
     b = book(bids=[(6000, 4), (5900, 9)], asks=[(6100, 1)])
     q = kalshi_yes_poly_no(a, b, fee_no=FREE)
     assert q is not None
-    assert (
-        q.size == q.yes_leg.size == q.no_leg.size == sum(q.yes_leg.fill_qty) == sum(q.no_leg.fill_qty) == 12
-    )
+    assert q.size == q.yes_leg.size == q.no_leg.size == sum(q.yes_leg.fill_qty) == sum(q.no_leg.fill_qty) == 12
     assert (q.yes_leg.fill_px, q.yes_leg.fill_qty) == ([3000, 3100], [7, 5])
     assert (q.no_leg.fill_px, q.no_leg.fill_qty) == ([4000, 4100], [4, 8])
     assert q.net_edge_micros == 12 * PAIR_PAYOUT_MICROS - q.gross_cost_micros - q.fees_micros

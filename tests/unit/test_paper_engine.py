@@ -28,9 +28,7 @@ def books() -> Books:
     }
 
 
-def intent(
-    size: int = 50, edge_per_contract: int = 40_000, yes_limit: int = 4_000, no_limit: int = 5_500
-) -> Intent:
+def intent(size: int = 50, edge_per_contract: int = 40_000, yes_limit: int = 4_000, no_limit: int = 5_500) -> Intent:
     legs = [
         Leg(
             venue="polymarket",
@@ -117,9 +115,7 @@ def test_partial_fill_when_one_book_is_short() -> None:
         ({}, {"yes_limit": 3_000}, "liquidity"),
     ],
 )
-def test_each_failed_check_skips_with_its_reason(
-    kw: dict[str, int], intent_kw: dict[str, int], reason: str
-) -> None:
+def test_each_failed_check_skips_with_its_reason(kw: dict[str, int], intent_kw: dict[str, int], reason: str) -> None:
     r = run(**kw)
     before = r.balance_micros
     d, t = decide(r, intent(**intent_kw), books(), FEES, now=1)
@@ -148,9 +144,7 @@ def test_daily_cap_counts_spend_per_market_day() -> None:
     assert decide(r, intent(size=50), books(), FEES, now=1)[0].taken  # ~$48.37 spent
     assert decide(r, intent(size=50), books(), FEES, now=2)[0].reason == "daily_cap"
     next_day = intent(size=50)
-    next_day = Intent(
-        **{**{f: getattr(next_day, f) for f in next_day.__struct_fields__}, "book_ts": DAY0 + NS_PER_DAY}
-    )
+    next_day = Intent(**{**{f: getattr(next_day, f) for f in next_day.__struct_fields__}, "book_ts": DAY0 + NS_PER_DAY})
     assert decide(r, next_day, books(), FEES, now=3)[0].taken
 
 

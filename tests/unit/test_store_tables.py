@@ -125,9 +125,7 @@ def test_malformed_book_batch_names_the_batch_and_field(change: dict, message: s
 
 
 def test_event_tables_carry_fields_json_and_nullable_times() -> None:
-    leg = Leg(
-        venue="kalshi", instrument="K", outcome="yes", size=5, limit_px=4_000, cost_micros=2, fee_micros=1
-    )
+    leg = Leg(venue="kalshi", instrument="K", outcome="yes", size=5, limit_px=4_000, cost_micros=2, fee_micros=1)
     opp = Opportunity(
         id="o1",
         ts=T0,

@@ -61,13 +61,13 @@ def test_same_seed_same_books_other_seed_other_books() -> None:
 
 
 def test_stream_does_not_depend_on_batch_sizes() -> None:
-    def rows(sizes: list[int]) -> dict[str, list[int]]:
+    def rows(sizes: list[int]) -> dict[tuple[str, str], list[int]]:
         m = SyntheticMarket(21, ["A", "B", "C"])
-        out: dict[str, list[int]] = {"inst_idx": [], "bid_px": [], "ask_sz": []}
+        out: dict[tuple[str, str], list[int]] = {}
         for n in sizes:
             for b in m.batch(n, 0, 1):
-                for f in out:
-                    out[f] += getattr(b, f)
+                for f in ("inst_idx", "bid_px", "bid_sz", "ask_px", "ask_sz"):
+                    out.setdefault((b.venue, f), []).extend(getattr(b, f))
         return out
 
     one_go = rows([40_000])
