@@ -8,6 +8,15 @@ import sys
 import structlog
 
 
+class _Stderr:
+    """Writes each line to whatever sys.stderr is at the time (it may be replaced, e.g. by tests)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warning = warn = error = critical = exception = log = msg
+
+
 def setup(fmt: str = "console", level: str = "info") -> None:
     """Configure structlog for the process; every logger binds its service and run id."""
     renderer: structlog.types.Processor = (
@@ -21,7 +30,7 @@ def setup(fmt: str = "console", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_: _Stderr(),
         cache_logger_on_first_use=False,
     )
 
