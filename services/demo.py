@@ -30,7 +30,9 @@ async def drain(stack: Stack) -> None:
     await wait_idle(bus, RECORDERS)
 
 
-async def run_demo(settings: Settings, synthetic_s: float = 15.0, replay_speed: float | None = None) -> Report:
+async def run_demo(
+    settings: Settings, synthetic_s: float = 15.0, replay_speed: float | None = None, synthetic_rate: float = 100.0
+) -> Report:
     """Replay the Fed market, run the synthetic market for `synthetic_s`, stop the run, report."""
     settings = msgspec.structs.replace(settings, ingest_sources="", http_port=0)
     stack = await Stack.open(settings)
@@ -40,7 +42,7 @@ async def run_demo(settings: Settings, synthetic_s: float = 15.0, replay_speed: 
         ingest = stack.running["ingest"]
         await ingest.run_replay(speed=replay_speed)  # type: ignore[attr-defined]
         if synthetic_s > 0:
-            await ingest.run_synthetic(duration_s=synthetic_s)  # type: ignore[attr-defined]
+            await ingest.run_synthetic(duration_s=synthetic_s, rate=synthetic_rate)  # type: ignore[attr-defined]
         await drain(stack)
         await stack.stop_service("paper")  # publishes the runs' final status
         await wait_idle(stack.buses[0], RECORDERS)

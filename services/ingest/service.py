@@ -89,7 +89,7 @@ class IngestService(Service):
     async def run_synthetic(
         self, duration_s: float | None, rate: float | None = None, rows_per_message: int = 1
     ) -> SourceStats:
-        """Publish the synthetic two-venue market at `rate` updates/s per venue for `duration_s`."""
+        """Publish the synthetic two-venue market (books and trades) at `rate` updates/s per venue."""
         settings = self.ctx.settings
         rate = rate or settings.synth_rate
         market = SyntheticMarket(seed=settings.synth_seed)
@@ -98,11 +98,16 @@ class IngestService(Service):
         t0 = time.perf_counter()
         ts = now_ns()
         while duration_s is None or time.perf_counter() - t0 < duration_s:
-            poly, kalshi = market.batch(rows_per_message, start_ts=ts, step_ns=step_ns)
+            poly, kalshi, poly_trades, kalshi_trades = market.batch_with_trades(
+                rows_per_message, start_ts=ts, step_ns=step_ns
+            )
             ts += step_ns * rows_per_message
-            await self.publish([poly, kalshi])
-            stats.messages += 2
+            out: list[BookBatch | TradeBatch] = [poly, kalshi]
+            out += [t for t in (poly_trades, kalshi_trades) if t.rows]
+            await self.publish(out)
+            stats.messages += len(out)
             stats.book_rows += poly.rows + kalshi.rows
+            stats.trade_rows += poly_trades.rows + kalshi_trades.rows
             delay = (ts - now_ns()) / 1e9
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -21,6 +21,9 @@ class RunSummary(msgspec.Struct, kw_only=True):
     requested_size: int
     matched_size: int
     fill_ratio: float
+    decision_latency_p50_ms: float | None
+    """Intent made (detect) to decision made (paper), wall clock."""
+    decision_latency_p99_ms: float | None
     cost_usd: float
     fees_usd: float
     payout_usd: float
@@ -57,6 +60,12 @@ def build(store: Store) -> Report:
     decisions = store.query_df(
         "SELECT run_id, reason, count() AS n, sum(taken) AS taken FROM {db}.decisions FINAL GROUP BY run_id, reason"
     )
+    latency = store.query_df(
+        "SELECT run_id, quantilesExact(0.5, 0.99)("
+        "(toUnixTimestamp64Nano(ts) - toUnixTimestamp64Nano(intent_ts)) / 1e6) AS q "
+        "FROM {db}.decisions FINAL GROUP BY run_id"
+    )
+    latency_by_run = {r["run_id"]: r["q"] for r in latency.iter_rows(named=True)}
     trades = store.query_df(
         "SELECT run_id, count() AS n, sum(requested_size) AS req, sum(matched_size) AS matched, "
         "sum(cost_micros) AS cost, sum(fee_micros) AS fees, sum(payout_micros) AS payout, sum(pnl_micros) AS pnl "
@@ -74,6 +83,7 @@ def build(store: Store) -> Report:
         t = trade_by_run.get(run_id, {})
         st = status_by_run.get(run_id, {})
         req, matched = int(t.get("req") or 0), int(t.get("matched") or 0)
+        q = latency_by_run.get(run_id) or [None, None]
         summaries.append(
             RunSummary(
                 run_id=run_id,
@@ -86,6 +96,8 @@ def build(store: Store) -> Report:
                 requested_size=req,
                 matched_size=matched,
                 fill_ratio=round(matched / req, 4) if req else 0.0,
+                decision_latency_p50_ms=None if q[0] is None else round(q[0], 3),
+                decision_latency_p99_ms=None if q[1] is None else round(q[1], 3),
                 cost_usd=_usd(t.get("cost")),
                 fees_usd=_usd(t.get("fees")),
                 payout_usd=_usd(t.get("payout")),
@@ -120,6 +132,7 @@ def render(report: Report) -> str:
             f"paper run {r.run_id} [{r.label or '-'}] {r.state}",
             f"  decisions        : {r.decisions} (taken {r.taken})",
             *[f"    {reason:<22}: {n}" for reason, n in r.decisions_by_reason.items()],
+            f"  intent->decision : p50 {r.decision_latency_p50_ms} ms, p99 {r.decision_latency_p99_ms} ms",
             f"  trades           : {r.trades}",
             f"  fill ratio       : {r.fill_ratio:.2%} ({r.matched_size} of {r.requested_size} contracts)",
             f"  cost / fees      : ${r.cost_usd:,.2f} / ${r.fees_usd:,.4f}",
