@@ -10,31 +10,12 @@ import pytest
 from libs.bus import Bus, PullConsumer
 from libs.bus.admin import backlog, wait_idle
 from proto import codec, streams, subjects
-from proto.events import DeadLetter, Intent, Leg
+from proto.events import DeadLetter, Intent
+from tests import factories
 
 
 def intent(i: int) -> Intent:
-    leg = Leg(
-        venue="kalshi",
-        instrument="X",
-        outcome="yes",
-        size=1,
-        limit_px=4000,
-        cost_micros=400_000,
-        fee_micros=0,
-    )
-    return Intent(
-        id=f"intent-{i}",
-        ts=i,
-        opportunity_id="o",
-        opportunity_key="k",
-        strategy="xarb",
-        legs=[leg],
-        size=1,
-        net_edge_micros=i,
-        net_edge_per_contract_micros=i,
-        book_ts=i,
-    )
+    return factories.intent(f"intent-{i}", ts=i, net_edge_micros=i, net_edge_per_contract_micros=i, book_ts=i)
 
 
 async def collect_dead_letters(bus: Bus, n: int, timeout: float = 10.0) -> list[DeadLetter]:

@@ -7,9 +7,10 @@ import asyncio
 from libs.bus.admin import wait_idle
 from libs.config import Settings
 from proto import streams, subjects
-from proto.events import BookBatch, Check, Decision
+from proto.events import BookBatch, Decision
 from services.demo import RECORDERS
 from services.runtime import Stack
+from tests import factories
 
 
 def batch(i: int, rows: int = 50) -> BookBatch:
@@ -30,18 +31,9 @@ def batch(i: int, rows: int = 50) -> BookBatch:
 
 
 def decision(i: int) -> Decision:
-    return Decision(
-        id=f"d-{i}",
-        ts=i,
-        run_id="R",
-        intent_id=f"i-{i}",
-        opportunity_key="k",
-        decision_source="intent",
-        taken=i % 2 == 0,
-        reason="taken" if i % 2 == 0 else "balance",
-        checks=[Check(name="balance", passed=i % 2 == 0)],
-        intent_ts=i,
-        book_ts=i,
+    taken = i % 2 == 0
+    return factories.decision(
+        f"d-{i}", run_id="R", intent_id=f"i-{i}", taken=taken, reason="taken" if taken else "balance"
     )
 
 

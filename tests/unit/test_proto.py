@@ -9,14 +9,12 @@ from proto import codec, subjects
 from proto.events import (
     EVENT_TYPES,
     BookBatch,
-    Check,
-    Decision,
     Intent,
     Leg,
-    Opportunity,
     PaperTrade,
 )
 from proto.schema_export import SCHEMA_DIR, render
+from tests import factories
 
 LEG = Leg(
     venue="kalshi",
@@ -49,48 +47,14 @@ def book() -> BookBatch:
 def test_every_event_round_trips_through_the_any_decoder() -> None:
     events = [
         book(),
-        Opportunity(
-            id="o1",
-            ts=2,
-            opportunity_id="op",
-            opportunity_key="k",
-            strategy="xarb",
-            status="opened",
-            legs=[LEG],
-            size=10,
-            gross_cost_micros=1,
-            fees_micros=2,
-            net_edge_micros=3,
-            net_edge_per_contract_micros=4,
-            book_ts=5,
-            opened_at=5,
-        ),
-        Intent(
-            id="i1",
-            ts=3,
-            opportunity_id="op",
-            opportunity_key="k",
-            strategy="xarb",
-            legs=[LEG],
-            size=10,
-            net_edge_micros=3,
-            net_edge_per_contract_micros=4,
-            book_ts=5,
-        ),
-        Decision(
-            id="d1",
-            ts=4,
-            run_id="r",
-            intent_id="i1",
-            opportunity_key="k",
-            decision_source="intent",
-            taken=False,
-            reason="balance",
-            checks=[Check(name="balance", passed=False, detail="x")],
-            intent_ts=3,
-            book_ts=5,
-        ),
+        factories.trades("t1"),
+        factories.opportunity("o1", closed_at=factories.T0),
+        factories.intent("i1"),
+        factories.decision("d1"),
+        factories.paper_trade("p1"),
+        factories.run_status("r1", factories.T0, "stopped", stopped_at=factories.T0 + 1),
     ]
+    assert {type(e) for e in events} == set(EVENT_TYPES)
     for ev in events:
         assert codec.decode_any(codec.encode(ev)) == ev
         assert codec.decode(codec.encode(ev), type(ev)) == ev

@@ -11,14 +11,10 @@ from proto.events import (
     BookBatch,
     Check,
     DeadLetter,
-    Decision,
-    Intent,
     Leg,
-    Opportunity,
-    PaperTrade,
-    RunStatus,
     TradeBatch,
 )
+from tests import factories
 
 T0 = 1_732_000_000_000_000_000
 
@@ -125,93 +121,19 @@ def test_malformed_book_batch_names_the_batch_and_field(change: dict, message: s
 
 
 def test_event_tables_carry_fields_json_and_nullable_times() -> None:
-    leg = Leg(venue="kalshi", instrument="K", outcome="yes", size=5, limit_px=4_000, cost_micros=2, fee_micros=1)
-    opp = Opportunity(
-        id="o1",
-        ts=T0,
-        opportunity_id="op",
-        opportunity_key="k",
-        strategy="arb",
-        status="opened",
-        legs=[leg],
-        size=5,
-        gross_cost_micros=10,
-        fees_micros=1,
-        net_edge_micros=3,
-        net_edge_per_contract_micros=1,
-        book_ts=T0 - 1,
-        opened_at=T0 - 2,
-    )
+    opp = factories.opportunity("o1")
     row = tables.opportunities_table([opp]).to_pylist()[0]
     assert row["closed_at"] is None
-    assert msgspec.json.decode(row["legs_json"], type=list[Leg]) == [leg]
+    assert msgspec.json.decode(row["legs_json"], type=list[Leg]) == opp.legs
 
-    dec = Decision(
-        id="d1",
-        ts=T0,
-        run_id="r",
-        intent_id="i",
-        opportunity_key="k",
-        decision_source="intent",
-        taken=True,
-        reason="ok",
-        checks=[Check(name="edge", passed=True)],
-        intent_ts=T0,
-        book_ts=T0,
-    )
+    dec = factories.decision("d1", taken=True)
     row = tables.decisions_table([dec]).to_pylist()[0]
     assert row["taken"] == 1
     assert msgspec.json.decode(row["checks_json"], type=list[Check]) == dec.checks
 
-    intent = Intent(
-        id="i1",
-        ts=T0,
-        opportunity_id="op",
-        opportunity_key="k",
-        strategy="arb",
-        legs=[leg],
-        size=5,
-        net_edge_micros=3,
-        net_edge_per_contract_micros=1,
-        book_ts=T0,
-    )
-    assert tables.intents_table([intent]).num_rows == 1
-    trade = PaperTrade(
-        id="p1",
-        ts=T0,
-        run_id="r",
-        intent_id="i1",
-        decision_id="d1",
-        opportunity_key="k",
-        requested_size=5,
-        matched_size=4,
-        fill_pct=0.8,
-        legs=[],
-        cost_micros=1,
-        fee_micros=1,
-        payout_micros=4,
-        pnl_micros=2,
-        executed_at=T0,
-        settled_at=T0 + 1,
-    )
-    assert tables.paper_trades_table([trade])["fill_pct"].to_pylist() == [0.8]
-    run = RunStatus(
-        id="s1",
-        ts=T0,
-        run_id="r",
-        state="running",
-        starting_micros=1,
-        balance_micros=1,
-        pnl_micros=0,
-        fees_micros=0,
-        decisions=0,
-        taken=0,
-        trades=0,
-        min_net_edge_micros=0,
-        max_leg_micros=0,
-        daily_cap_micros=0,
-        started_at=T0,
-    )
+    assert tables.intents_table([factories.intent("i1")]).num_rows == 1
+    assert tables.paper_trades_table([factories.paper_trade("p1")])["fill_pct"].to_pylist() == [0.7]
+    run = factories.run_status("s1", factories.T0, "running")
     assert tables.paper_runs_table([run])["stopped_at"].to_pylist() == [None]
     dl = DeadLetter(consumer="c", subject="s", reason="r", data=b"\x00\xff", ts=T0)
     assert tables.dead_letters_table([dl])["data"].to_pylist() == [b"\x00\xff"]

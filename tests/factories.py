@@ -1,0 +1,200 @@
+"""Event builders for tests: one realistic instance of every event, fields overridable.
+
+Each builder takes the event id first and keyword overrides for any field, so a test
+states only what it cares about.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from proto.events import (
+    BookBatch,
+    Check,
+    DeadLetter,
+    Decision,
+    Intent,
+    Leg,
+    LegFill,
+    Opportunity,
+    PaperTrade,
+    RunStatus,
+    TradeBatch,
+)
+
+T0 = 1_732_000_000_123_456_789  # 2024-11-19, UTC ns
+
+
+def _with(event: Any, changes: dict[str, Any]) -> Any:
+    return msgspec.structs.replace(event, **changes) if changes else event
+
+
+def book(id: str, rows: int = 3, levels: int = 2, ts: int = T0, step: int = 1, **changes: Any) -> BookBatch:
+    flat = [7_000 + 10 * r + lvl for r in range(rows) for lvl in range(levels)]
+    return _with(
+        BookBatch(
+            id=id,
+            ts=ts + 10**9,
+            venue="kalshi",
+            source="live",
+            levels=levels,
+            instruments=["KX-A", "KX-B"],
+            inst_idx=[r % 2 for r in range(rows)],
+            book_ts=[ts + r * step for r in range(rows)],
+            bid_px=flat,
+            bid_sz=[v - 6_000 for v in flat],
+            ask_px=[v + 500 for v in flat],
+            ask_sz=[0] * len(flat),
+        ),
+        changes,
+    )
+
+
+def trades(id: str, **changes: Any) -> TradeBatch:
+    return _with(
+        TradeBatch(
+            id=id,
+            ts=T0 + 5,
+            venue="polymarket",
+            source="replay",
+            instruments=["PM-X"],
+            inst_idx=[0, 0],
+            trade_ts=[T0, T0 + 1],
+            px=[4_700, 4_710],
+            size=[3, 4],
+            aggressor=[1, -1],
+        ),
+        changes,
+    )
+
+
+LEG = Leg(venue="kalshi", instrument="KX-A", outcome="yes", size=10, limit_px=4_500, cost_micros=4, fee_micros=1)
+
+
+def opportunity(id: str, closed_at: int | None = None, **changes: Any) -> Opportunity:
+    return _with(
+        Opportunity(
+            id=id,
+            ts=T0 + 1,
+            opportunity_id="opp-1",
+            opportunity_key="kalshi:KX-A|polymarket:PM-X",
+            strategy="cross_venue_arb",
+            status="closed" if closed_at else "opened",
+            legs=[LEG, msgspec.structs.replace(LEG, venue="polymarket", outcome="no")],
+            size=10,
+            gross_cost_micros=9_500_000,
+            fees_micros=70_000,
+            net_edge_micros=430_000,
+            net_edge_per_contract_micros=43_000,
+            book_ts=T0,
+            opened_at=T0 - 7,
+            closed_at=closed_at,
+        ),
+        changes,
+    )
+
+
+def intent(id: str, **changes: Any) -> Intent:
+    return _with(
+        Intent(
+            id=id,
+            ts=T0 + 2,
+            opportunity_id="opp-1",
+            opportunity_key="kalshi:KX-A|polymarket:PM-X",
+            strategy="cross_venue_arb",
+            legs=[LEG],
+            size=10,
+            net_edge_micros=430_000,
+            net_edge_per_contract_micros=43_000,
+            book_ts=T0,
+        ),
+        changes,
+    )
+
+
+def decision(id: str, **changes: Any) -> Decision:
+    return _with(
+        Decision(
+            id=id,
+            ts=T0 + 3,
+            run_id="run-1",
+            intent_id="int-1",
+            opportunity_key="kalshi:KX-A|polymarket:PM-X",
+            decision_source="intent",
+            taken=False,
+            reason='daily cap: it\'s "spent"',
+            checks=[Check(name="edge", passed=True), Check(name="cap", passed=False, detail="5000 > 4000")],
+            intent_ts=T0 + 2,
+            book_ts=T0,
+        ),
+        changes,
+    )
+
+
+def paper_trade(id: str, **changes: Any) -> PaperTrade:
+    fill = LegFill(
+        venue="kalshi",
+        instrument="KX-A",
+        outcome="yes",
+        side="buy",
+        requested_size=10,
+        matched_size=7,
+        cost_micros=3_150_000,
+        fee_micros=20_000,
+        worst_px=4_500,
+    )
+    return _with(
+        PaperTrade(
+            id=id,
+            ts=T0 + 4,
+            run_id="run-1",
+            intent_id="int-1",
+            decision_id="dec-1",
+            opportunity_key="kalshi:KX-A|polymarket:PM-X",
+            requested_size=10,
+            matched_size=7,
+            fill_pct=0.7,
+            legs=[fill],
+            cost_micros=6_650_000,
+            fee_micros=40_000,
+            payout_micros=7_000_000,
+            pnl_micros=310_000,
+            executed_at=T0 + 4,
+            settled_at=T0 + 4 + 2 * 10**9,
+        ),
+        changes,
+    )
+
+
+def run_status(id: str, ts: int, state: str, stopped_at: int | None = None, **changes: Any) -> RunStatus:
+    return _with(
+        RunStatus(
+            id=id,
+            ts=ts,
+            run_id="run-1",
+            state=state,  # type: ignore[arg-type]
+            label="default",
+            starting_micros=10_000_000_000,
+            balance_micros=10_000_310_000,
+            pnl_micros=310_000,
+            fees_micros=40_000,
+            decisions=2,
+            taken=1,
+            trades=1,
+            min_net_edge_micros=5_000,
+            max_leg_micros=1_000_000_000,
+            daily_cap_micros=5_000_000_000,
+            started_at=T0,
+            stopped_at=stopped_at,
+        ),
+        changes,
+    )
+
+
+def dead_letter(subject: str, **changes: Any) -> DeadLetter:
+    return _with(
+        DeadLetter(consumer="recorder-md", subject=subject, reason="bad tag", data=b"\x00\x01raw", ts=T0, deliveries=3),
+        changes,
+    )
