@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from libs.arb import ArbQuote, find_arb
 from libs.bookstate import BookState, apply_row
@@ -132,21 +133,7 @@ class DetectService(Service):
         above = quote.net_edge_per_contract_micros >= self.min_edge_micros
         if above and not current.intent_sent:
             current.intent_sent = True
-            await self.ctx.bus.publish(
-                subjects.intent(STRATEGY),
-                Intent(
-                    id=new_id(),
-                    ts=now_ns(),
-                    opportunity_id=current.opportunity_id,
-                    opportunity_key=key,
-                    strategy=STRATEGY,
-                    legs=quote.legs(),
-                    size=quote.size,
-                    net_edge_micros=quote.net_edge_micros,
-                    net_edge_per_contract_micros=quote.net_edge_per_contract_micros,
-                    book_ts=book_ts,
-                ),
-            )
+            await self.ctx.bus.publish(subjects.intent(STRATEGY), Intent(**_common(key, current, quote, book_ts)))
         elif not above:
             current.intent_sent = False  # re-arm: a new crossing of the threshold sends a new intent
 
@@ -162,23 +149,30 @@ class DetectService(Service):
         await self.ctx.bus.publish(
             subjects.opp(STRATEGY),
             Opportunity(
-                id=new_id(),
-                ts=now_ns(),
-                opportunity_id=opp.opportunity_id,
-                opportunity_key=key,
-                strategy=STRATEGY,
+                **_common(key, opp, quote, book_ts),
                 status=status,  # type: ignore[arg-type]
-                legs=quote.legs(),
-                size=quote.size,
                 gross_cost_micros=quote.gross_cost_micros,
                 fees_micros=quote.fees_micros,
-                net_edge_micros=quote.net_edge_micros,
-                net_edge_per_contract_micros=quote.net_edge_per_contract_micros,
-                book_ts=book_ts,
                 opened_at=opp.opened_at,
                 closed_at=closed_at,
             ),
         )
+
+
+def _common(key: str, opp: OpenOpportunity, quote: ArbQuote, book_ts: int) -> dict[str, Any]:
+    """The fields an Opportunity and its Intent share."""
+    return {
+        "id": new_id(),
+        "ts": now_ns(),
+        "opportunity_id": opp.opportunity_id,
+        "opportunity_key": key,
+        "strategy": STRATEGY,
+        "legs": quote.legs(),
+        "size": quote.size,
+        "net_edge_micros": quote.net_edge_micros,
+        "net_edge_per_contract_micros": quote.net_edge_per_contract_micros,
+        "book_ts": book_ts,
+    }
 
 
 SERVICE = DetectService
