@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import socket
+from pathlib import Path
 
 import msgspec
 import pytest
 
-from libs.bus import Bus, PullConsumer
+from libs.bus import Bus, LocalNatsServer, PullConsumer
 from libs.bus.admin import backlog, wait_idle
 from proto import codec, streams, subjects
 from proto.events import DeadLetter, Intent
@@ -159,3 +163,25 @@ def test_bad_durable_name_is_rejected(bus: Bus) -> None:
 
     with pytest.raises(ValueError, match=r"durable 'a\.b'"):
         PullConsumer(bus, stream="INTENT", durable="a.b", filter_subjects=["intent.>"], kind=Intent, handler=handler)
+
+
+def test_local_server_speaks_websocket_for_dashboards(nats_server: LocalNatsServer) -> None:
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{nats_server.ws_port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", nats_server.ws_port), timeout=5) as s:
+        s.sendall(request.encode())
+        reply = s.recv(4096).decode(errors="replace")
+    assert reply.startswith("HTTP/1.1 101"), reply
+    assert nats_server.ws_url == f"ws://127.0.0.1:{nats_server.ws_port}"
+
+
+def test_server_stops_and_frees_its_port(tmp_path: Path) -> None:
+    server = LocalNatsServer(tmp_path / "n").start()
+    port = server.port
+    server.stop()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # would raise if the server still held it
+    assert (tmp_path / "n" / "jetstream").is_dir()
