@@ -5,11 +5,12 @@ Both detect and paper hold one: detect to price opportunities, paper to fill aga
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
-from libs.book import no_asks_from_yes_bids
+from libs.book import check_ladder, no_asks_from_yes_bids
 from proto.events import BookBatch, Outcome
 
 
@@ -55,3 +56,71 @@ def apply_batch(books: Books, batch: BookBatch) -> None:
         last[idx] = r
     for r in last.values():
         apply_row(books, batch, r)
+
+
+def check_batch(batch: BookBatch) -> None:
+    """Reject a batch that would corrupt a book, naming the batch, field, row and value.
+
+    Column lengths must agree with rows x levels, every inst_idx must name an instrument,
+    and each row's ladders must be priced inside (0, 1) in walking order.
+    """
+    rows, lv = len(batch.book_ts), batch.levels
+    if lv < 1:
+        raise ValueError(f"BookBatch {batch.id!r}: levels={lv} must be at least 1")
+    if len(batch.inst_idx) != rows:
+        raise ValueError(f"BookBatch {batch.id!r}: inst_idx has {len(batch.inst_idx)} rows, book_ts {rows}")
+    for field in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
+        n = len(getattr(batch, field))
+        if n != rows * lv:
+            raise ValueError(f"BookBatch {batch.id!r}: {field} has {n} values, expected rows x levels = {rows * lv}")
+    for r, idx in enumerate(batch.inst_idx):
+        if not 0 <= idx < len(batch.instruments):
+            raise ValueError(
+                f"BookBatch {batch.id!r}: inst_idx[{r}]={idx} is outside instruments (len {len(batch.instruments)})"
+            )
+        s = slice(r * lv, (r + 1) * lv)
+        where = f"BookBatch {batch.id!r} row {r} {batch.venue}"
+        check_ladder(batch.bid_px[s], batch.bid_sz[s], "sell", name=f"{where} bids")
+        check_ladder(batch.ask_px[s], batch.ask_sz[s], "buy", name=f"{where} asks")
+
+
+class BookHistory:
+    """The recent books of every (venue, instrument), so a fill can use the book as of a time.
+
+    A replay runs far ahead of the wall clock: by the time an intent is decided the newest
+    book may be from the intent's future, which no trader could have seen.
+    """
+
+    def __init__(self, depth: int = 4096) -> None:
+        self.depth = depth
+        self._books: dict[tuple[str, str], deque[BookState]] = {}
+
+    def add(self, batch: BookBatch) -> None:
+        """Keep every row of the batch (rows of one instrument are in time order)."""
+        lv = batch.levels
+        for r, idx in enumerate(batch.inst_idx):
+            key = (batch.venue, batch.instruments[idx])
+            s = slice(r * lv, (r + 1) * lv)
+            book = BookState(
+                batch.book_ts[r],
+                np.asarray(batch.bid_px[s], np.int64),
+                np.asarray(batch.bid_sz[s], np.int64),
+                np.asarray(batch.ask_px[s], np.int64),
+                np.asarray(batch.ask_sz[s], np.int64),
+            )
+            q = self._books.get(key)
+            if q is None:
+                q = self._books[key] = deque(maxlen=self.depth)
+            if q and book.book_ts < q[-1].book_ts:  # out of order: keep the deque sorted
+                items = sorted([*q, book], key=lambda b: b.book_ts)
+                q.clear()
+                q.extend(items[-self.depth :])
+            else:
+                q.append(book)
+
+    def at(self, venue: str, instrument: str, ts: int) -> BookState | None:
+        """The newest book at or before `ts`; None when none is held that early."""
+        for book in reversed(self._books.get((venue, instrument), ())):  # live: the newest, at once
+            if book.book_ts <= ts:
+                return book
+        return None

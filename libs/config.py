@@ -42,8 +42,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     replay_speed: float = 0.0
     """MT_REPLAY_SPEED: replay at N x real time; 0 = as fast as possible."""
     # detect
-    detect_settle_ms: float = 2.0
-    """MT_DETECT_SETTLE_MS: wait for more book rows stamped with the same market time before evaluating."""
+    detect_sync_timeout_ms: float = 1_000.0
+    """MT_DETECT_SYNC_TIMEOUT_MS: how long detect waits for the rest of a sync group of books."""
     min_edge_cents: float = 0.5
     """MT_DETECT_MIN_EDGE_CENTS: net edge per contract (after fees) that emits an intent."""
     max_pair_size: int = 10_000
@@ -81,7 +81,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "MT_SYNTH_RATE": ("synth_rate", float),
     "MT_SYNTH_SEED": ("synth_seed", int),
     "MT_REPLAY_SPEED": ("replay_speed", float),
-    "MT_DETECT_SETTLE_MS": ("detect_settle_ms", float),
+    "MT_DETECT_SYNC_TIMEOUT_MS": ("detect_sync_timeout_ms", float),
     "MT_DETECT_MIN_EDGE_CENTS": ("min_edge_cents", float),
     "MT_DETECT_MAX_SIZE": ("max_pair_size", int),
     "MT_POLYMARKET_FEE_RATE": ("polymarket_fee_rate", float),

@@ -47,6 +47,11 @@ class BookBatch(Event, kw_only=True, tag="book.v1"):
     bid_sz: list[int]
     ask_px: list[int]
     ask_sz: list[int]
+    sync_id: str = ""
+    """Batches describing the same instants on several venues (a recorded snapshot of both
+    venues, the synthetic market) share a sync_id, so consumers can apply them together."""
+    sync_count: int = 0
+    """How many batches carry this sync_id (0: not part of a group)."""
 
     @property
     def rows(self) -> int:

@@ -20,14 +20,21 @@ UP_ORDER = ["recorder", "report", "paper", "detect", "ingest"]
 RECORDERS = [(stream, durable) for durable, stream, _, _ in RECORDER_CONSUMERS]
 
 
-async def drain(stack: Stack) -> None:
-    """Wait until detect, paper and the recorder have handled everything published so far."""
+class DrainTimeout(RuntimeError):
+    """A consumer still had work after the drain's time limit: the report would be partial."""
+
+
+async def drain(stack: Stack, consumers: list[tuple[str, str]] | None = None, timeout_s: float = 300.0) -> None:
+    """Wait until detect, paper and the recorder have handled everything published so far.
+
+    Detect evaluates inside its handler (before the ack), so once it is idle every intent
+    it will make is in the INTENT stream; likewise paper for decisions and trades.
+    """
     bus = stack.buses[0]
-    settle_s = stack.settings.detect_settle_ms / 1000
-    await wait_idle(bus, [(streams.MD.name, "detect")])
-    await asyncio.sleep(settle_s * 2 + 0.05)
-    await wait_idle(bus, [(streams.INTENT.name, "paper")])
-    await wait_idle(bus, RECORDERS)
+    stages = [[(streams.MD.name, "detect")], [(streams.INTENT.name, "paper")], RECORDERS]
+    for stage in [consumers] if consumers else stages:
+        if not await wait_idle(bus, stage, timeout_s=timeout_s):
+            raise DrainTimeout(f"consumers {[d for _, d in stage]} still busy after {timeout_s:.0f}s")
 
 
 async def run_demo(
@@ -45,7 +52,7 @@ async def run_demo(
             await ingest.run_synthetic(duration_s=synthetic_s, rate=synthetic_rate)  # type: ignore[attr-defined]
         await drain(stack)
         await stack.stop_service("paper")  # publishes the runs' final status
-        await wait_idle(stack.buses[0], RECORDERS)
+        await drain(stack, RECORDERS)
         return await asyncio.to_thread(build, stack.store)
     finally:
         await stack.close()

@@ -4,10 +4,11 @@ The same instrument id on two venues is the same event (a mapping file arrives w
 market-data issue). For every ordered venue pair (A, B) it prices buying YES on A and NO
 on B, equal contracts, walking both books after each venue's taker fees.
 
-Rows stamped with the same market time are evaluated together: a recording that samples
-both venues at one instant (the Fed replay) must not be judged half-updated. After the
-last row of a pulled group, evaluation waits MT_DETECT_SETTLE_MS for more rows of that
-time; a later time, or the quiet period, triggers it.
+Books are judged whole, never half-updated: rows of one market time are applied together,
+and batches that share a `sync_id` (a recording or simulation that quotes both venues at
+the same instants) wait for each other, up to MT_DETECT_SYNC_TIMEOUT_MS, before they are
+applied in time order. A batch that would corrupt a book (bad ladder, unknown venue) is
+rejected before any state changes, and so dead-lettered by the consumer.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from libs.arb import ArbQuote, find_arb
-from libs.bookstate import BookState, apply_row
+from libs.bookstate import BookState, apply_row, check_batch
 from libs.bus import PullConsumer
 from libs.fees import fee_models
 from libs.ids import new_id, now_ns
@@ -54,10 +55,9 @@ class DetectService(Service):
         self.fees = fee_models(s)
         self.min_edge_micros = round(s.min_edge_cents * 10_000)
         self.open: dict[str, OpenOpportunity] = {}
-        self.dirty: set[str] = set()
-        self.pending_ts: int | None = None
+        self.waiting: dict[str, list[BookBatch]] = {}
         self.lock = asyncio.Lock()
-        self._flush: asyncio.Task[None] | None = None
+        self._timers: set[asyncio.Task[None]] = set()
         self.consumer = await PullConsumer(
             self.ctx.bus,
             stream=streams.MD.name,
@@ -70,40 +70,63 @@ class DetectService(Service):
 
     async def stop(self) -> None:
         await self.consumer.stop()
-        if self._flush is not None:
-            self._flush.cancel()
+        for t in self._timers:
+            t.cancel()
+
+    def check(self, batch: BookBatch) -> None:
+        """Raise ValueError for a batch detect cannot use, naming what is wrong."""
+        if batch.venue not in self.fees:
+            raise ValueError(f"BookBatch {batch.id!r}: venue {batch.venue!r} has no fee model")
+        check_batch(batch)
 
     async def on_books(self, batches: list[BookBatch]) -> None:
-        """Apply rows in market-time order, evaluating each time once all its rows are in."""
+        """Apply each batch, or each completed sync group, in market-time order."""
+        for b in batches:
+            self.check(b)  # before any state changes: a bad batch fails alone
         async with self.lock:
-            if self._flush is not None:
-                self._flush.cancel()
-            rows = sorted(
-                ((b.book_ts[r], i, r) for i, b in enumerate(batches) for r in range(b.rows)),
-                key=lambda t: t[0],
-            )
-            for ts, i, r in rows:
-                if self.pending_ts is not None and ts != self.pending_ts and self.dirty:
-                    await self.evaluate(self.pending_ts)
-                self.dirty.add(apply_row(self.books, batches[i], r))
-                self.pending_ts = ts
-            self._flush = asyncio.create_task(self._flush_later())
+            for b in batches:
+                if b.sync_count <= 1:
+                    await self.apply([b])
+                    continue
+                group = self.waiting.setdefault(b.sync_id, [])
+                group.append(b)
+                if len(group) >= b.sync_count:
+                    await self.apply(self.waiting.pop(b.sync_id))
+                elif len(group) == 1:
+                    timer = asyncio.create_task(self._sync_timeout(b.sync_id))
+                    self._timers.add(timer)
+                    timer.add_done_callback(self._timers.discard)
 
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self.ctx.settings.detect_settle_ms / 1000)
+    async def _sync_timeout(self, sync_id: str) -> None:
+        """Apply a sync group whose other batches never came (lost, or a venue stopped)."""
+        await asyncio.sleep(self.ctx.settings.detect_sync_timeout_ms / 1000)
         async with self.lock:
-            if self.dirty and self.pending_ts is not None:
-                await self.evaluate(self.pending_ts)
+            group = self.waiting.pop(sync_id, None)
+            if group:
+                self.log.warning("sync group incomplete", sync_id=sync_id, got=len(group), of=group[0].sync_count)
+                try:
+                    await self.apply(group)
+                except Exception as e:  # the messages are acked: say what was lost
+                    self.log.exception("evaluation failed", sync_id=sync_id, error=str(e))
 
-    async def evaluate(self, book_ts: int) -> None:
+    async def apply(self, group: list[BookBatch]) -> None:
+        """Apply rows in market-time order, evaluating once after all rows of each time."""
+        rows = sorted(((b.book_ts[r], i, r) for i, b in enumerate(group) for r in range(b.rows)), key=lambda t: t[0])
+        dirty: set[str] = set()
+        for k, (ts, i, r) in enumerate(rows):
+            dirty.add(apply_row(self.books, group[i], r))
+            if k + 1 == len(rows) or rows[k + 1][0] != ts:
+                await self.evaluate(dirty, ts)
+                dirty = set()
+
+    async def evaluate(self, instruments: set[str], book_ts: int) -> None:
         """Price every direction of every pair whose books changed; move their lifecycles."""
-        for instrument in sorted(self.dirty):
+        for instrument in sorted(instruments):
             venues = sorted(v for v, i in self.books if i == instrument)
             for yes_venue in venues:
                 for no_venue in venues:
                     if yes_venue != no_venue:
                         await self._step(instrument, yes_venue, no_venue, book_ts)
-        self.dirty.clear()
 
     async def _step(self, instrument: str, yes_venue: str, no_venue: str, book_ts: int) -> None:
         key = opportunity_key(instrument, yes_venue, no_venue)
@@ -121,19 +144,20 @@ class DetectService(Service):
         current = self.open.get(key)
         if quote is None:
             if current is not None:
-                del self.open[key]
                 await self._publish_opp(key, current, "closed", current.quote, book_ts, closed_at=book_ts)
+                del self.open[key]
             return
         if current is None:
-            current = self.open[key] = OpenOpportunity(opportunity_id=new_id(), opened_at=book_ts, quote=quote)
+            current = OpenOpportunity(opportunity_id=new_id(), opened_at=book_ts, quote=quote)
             await self._publish_opp(key, current, "opened", quote, book_ts)
+            self.open[key] = current  # only once the world has heard of it
         elif (quote.size, quote.net_edge_micros) != (current.quote.size, current.quote.net_edge_micros):
-            current.quote = quote
             await self._publish_opp(key, current, "updated", quote, book_ts)
+            current.quote = quote
         above = quote.net_edge_per_contract_micros >= self.min_edge_micros
         if above and not current.intent_sent:
-            current.intent_sent = True
             await self.ctx.bus.publish(subjects.intent(STRATEGY), Intent(**_common(key, current, quote, book_ts)))
+            current.intent_sent = True
         elif not above:
             current.intent_sent = False  # re-arm: a new crossing of the threshold sends a new intent
 

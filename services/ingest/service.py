@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -40,6 +41,12 @@ def book_subject(batch: BookBatch | TradeBatch) -> str:
     return subjects.book(batch.venue, inst)
 
 
+def synced(sync_id: str, *batches: BookBatch) -> list[BookBatch]:
+    """The batches marked as one sync group: the same instants, quoted on several venues."""
+    n = len(batches)
+    return [msgspec.structs.replace(b, sync_id=sync_id, sync_count=n) for b in batches]
+
+
 class IngestService(Service):
     """Runs the sources named in MT_INGEST_SOURCES until stopped; the CLI can run them on demand."""
 
@@ -62,7 +69,7 @@ class IngestService(Service):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def publish(self, batches: list[BookBatch | TradeBatch]) -> None:
+    async def publish(self, batches: Sequence[BookBatch | TradeBatch]) -> None:
         """Publish batches in order, each stored by JetStream before the next goes."""
         for b in batches:
             await self.ctx.bus.publish(book_subject(b), b)
@@ -70,8 +77,8 @@ class IngestService(Service):
     async def run_replay(self, path: Path | None = None, speed: float | None = None) -> SourceStats:
         """Replay the Fed recording on a virtual clock: as fast as possible, or `speed` x real time.
 
-        Both venues' rows of one market time are published back to back, one row per
-        message, so detect sees the two venues move together (see detect's settle window).
+        The recording samples both venues at one instant: each instant's two books go out as
+        one sync group, so detect judges them together.
         """
         replay = await asyncio.to_thread(load_fed, path)
         clock = VirtualClock(speed)
@@ -79,7 +86,7 @@ class IngestService(Service):
         t0 = time.perf_counter()
         for market_ts, poly, kalshi in replay.batches(1):
             await clock.wait_until(market_ts)
-            await self.publish([poly, kalshi])
+            await self.publish(synced(f"fed-{market_ts}", poly, kalshi))
             stats.messages += 2
             stats.book_rows += poly.rows + kalshi.rows
         stats.seconds = time.perf_counter() - t0
@@ -102,7 +109,7 @@ class IngestService(Service):
                 rows_per_message, start_ts=ts, step_ns=step_ns
             )
             ts += step_ns * rows_per_message
-            out: list[BookBatch | TradeBatch] = [poly, kalshi]
+            out: list[BookBatch | TradeBatch] = list(synced(f"syn-{poly.id}", poly, kalshi))
             out += [t for t in (poly_trades, kalshi_trades) if t.rows]
             await self.publish(out)
             stats.messages += len(out)

@@ -11,6 +11,7 @@ from libs.bus.admin import wait_idle
 from libs.config import Settings
 from proto import streams, subjects
 from proto.events import BookBatch, Intent, Opportunity
+from services.ingest.service import synced
 from services.runtime import Stack
 
 T = 1_765_000_000_000_000_000
@@ -34,14 +35,14 @@ def book(venue: str, ts: int, bid: int, ask: int, size: int = 100) -> BookBatch:
 
 
 async def run_detect(settings: Settings, books: list[BookBatch]) -> tuple[list[Opportunity], list[Intent]]:
-    stack = await Stack.open(settings)
+    """Run detect alone on its own nats-server over `books`; return what it published."""
+    stack = await Stack.open(msgspec.structs.replace(settings, nats_url=None))
     try:
         await stack.start("detect")
         bus = await stack.connect("test")
         for b in books:
             await bus.publish(subjects.book(b.venue, "EVT"), b)
         assert await wait_idle(bus, [(streams.MD.name, "detect")], timeout_s=20)
-        await asyncio.sleep(settings.detect_settle_ms / 1000 + 0.2)
         return await read_all(bus, streams.OPP.name, Opportunity), await read_all(bus, streams.INTENT.name, Intent)
     finally:
         await stack.close()
@@ -81,7 +82,8 @@ async def test_crossing_opens_updates_and_closes_with_one_intent(settings: Setti
         book("polymarket", T + 3, 4_300, 4_500),
         book("kalshi", T + 3, 4_400, 4_600),
     ]
-    opps, intents = await run_detect(settings, books)
+    grouped = [b for i in range(0, len(books), 2) for b in synced(f"t{i}", books[i], books[i + 1])]
+    opps, intents = await run_detect(settings, grouped)
     assert [o.status for o in opps] == ["opened", "updated", "closed"]
     assert len({o.opportunity_id for o in opps}) == 1
     opened = opps[0]
@@ -100,19 +102,67 @@ async def test_crossing_opens_updates_and_closes_with_one_intent(settings: Setti
     assert intents[0].net_edge_per_contract_micros == 32_500
 
 
-async def test_rows_of_one_market_time_are_judged_together(settings: Settings) -> None:
+async def test_a_sync_group_is_judged_whole(settings: Settings) -> None:
     # At t1 both venues move up by 10c. Judged half-updated (new polymarket vs old kalshi) the
-    # pair would cross; judged together it does not. No opportunity must appear. A wide settle
-    # window keeps the test about the rule, not about how fast this machine publishes.
-    settings = msgspec.structs.replace(settings, detect_settle_ms=200.0)
-    books = [
-        book("polymarket", T, 4_300, 4_500),
-        book("kalshi", T, 4_300, 4_500),
-        book("polymarket", T + 1, 5_300, 5_500),
-        book("kalshi", T + 1, 5_300, 5_500),
-    ]
-    opps, intents = await run_detect(settings, books)
+    # pair crosses; judged as the one instant it is, it does not.
+    def moves(sync: bool) -> list[BookBatch]:
+        pairs = [
+            (book("polymarket", T, 4_300, 4_500), book("kalshi", T, 4_300, 4_500)),
+            (book("polymarket", T + 1, 5_300, 5_500), book("kalshi", T + 1, 5_300, 5_500)),
+        ]
+        return [b for pair in pairs for b in (synced(f"s{pair[0].ts}", *pair) if sync else pair)]
+
+    opps, intents = await run_detect(settings, moves(sync=True))
     assert opps == [] and intents == []
+    phantom, _ = await run_detect(msgspec.structs.replace(settings, home=settings.home / "b"), moves(sync=False))
+    assert [o.status for o in phantom] == ["opened", "closed"], "without the group the half-update shows"
+
+
+async def test_an_incomplete_sync_group_is_applied_after_the_timeout(settings: Settings) -> None:
+    settings = msgspec.structs.replace(settings, detect_sync_timeout_ms=3_000.0)
+    lone = synced("only-one", book("kalshi", T + 1, 5_000, 5_200), book("polymarket", T + 1, 4_300, 4_500))[:1]
+    books = [*synced("s0", book("polymarket", T, 4_300, 4_500), book("kalshi", T, 4_000, 4_200)), *lone]
+    stack = await Stack.open(settings)
+    try:
+        detect = await stack.start("detect")
+        bus = await stack.connect("test")
+        for b in books:
+            await bus.publish(subjects.book(b.venue, "EVT"), b)
+        assert await wait_idle(bus, [(streams.MD.name, "detect")], timeout_s=20)
+        assert detect.open == {}  # type: ignore[attr-defined]  (the lone half waits for its sibling)
+        for _ in range(100):
+            if detect.open:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.1)
+        assert list(detect.open) == ["xarb:EVT:yes@polymarket+no@kalshi"]  # type: ignore[attr-defined]
+    finally:
+        await stack.close()
+
+
+async def test_a_bad_book_is_dead_lettered_and_leaves_the_state_alone(settings: Settings) -> None:
+    good = [book("polymarket", T, 4_300, 4_500), book("kalshi", T, 4_000, 4_200)]
+    bad_order = msgspec.structs.replace(
+        book("kalshi", T + 1, 5_000, 5_200),
+        levels=2,
+        bid_px=[4_000, 5_000],
+        bid_sz=[1, 1],
+        ask_px=[5_200, 5_300],
+        ask_sz=[1, 1],
+    )
+    unknown_venue = book("betfair", T + 2, 5_000, 5_200)
+    stack = await Stack.open(settings)
+    try:
+        detect = await stack.start("detect")
+        bus = await stack.connect("test")
+        for b in [*good, bad_order, unknown_venue]:
+            await bus.publish(subjects.book(b.venue, "EVT"), b)
+        assert await wait_idle(bus, [(streams.MD.name, "detect")], timeout_s=30)
+        books = detect.books  # type: ignore[attr-defined]
+        assert sorted(books) == [("kalshi", "EVT"), ("polymarket", "EVT")]
+        assert books[("kalshi", "EVT")].book_ts == T
+        assert detect.consumer.dead_lettered == 2  # type: ignore[attr-defined]
+    finally:
+        await stack.close()
 
 
 async def test_edge_below_threshold_opens_but_sends_no_intent(settings: Settings) -> None:
