@@ -61,6 +61,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """MT_PAPER_MAX_LEG_USD: most a run spends on one leg of one intent."""
     paper_daily_cap_usd: float = 5_000.0
     """MT_PAPER_DAILY_CAP_USD: most a run spends per (market-time) UTC day."""
+    paper_latency_ms: float = 50.0
+    """MT_PAPER_LATENCY_MS: execution latency: legs fill on the book as of intent time + this."""
     paper_settlement_delay_s: float = 2.0
     """MT_PAPER_SETTLEMENT_DELAY_S: settled_at = executed_at + this."""
     http_port: int = 8080
@@ -90,6 +92,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "MT_PAPER_MIN_EDGE_CENTS": ("paper_min_edge_cents", float),
     "MT_PAPER_MAX_LEG_USD": ("paper_max_leg_usd", float),
     "MT_PAPER_DAILY_CAP_USD": ("paper_daily_cap_usd", float),
+    "MT_PAPER_LATENCY_MS": ("paper_latency_ms", float),
     "MT_PAPER_SETTLEMENT_DELAY_S": ("paper_settlement_delay_s", float),
     "MT_HTTP_PORT": ("http_port", int),
     "MT_RECORDER_BATCH": ("recorder_batch", int),

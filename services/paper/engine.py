@@ -30,7 +30,7 @@ class Run:
     daily_cap_micros: int
     settlement_delay_ns: int
     started_at: int
-    balance_micros: int = 0
+    balance_micros: int | None = None
     pnl_micros: int = 0
     fees_micros: int = 0
     decisions: int = 0
@@ -41,7 +41,7 @@ class Run:
     spent_by_day: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.balance_micros == 0:
+        if self.balance_micros is None:
             self.balance_micros = self.starting_micros
 
     def status(self, ts: int) -> RunStatus:
@@ -87,6 +87,11 @@ def decide(
         return fail("has_orders", "the intent has no legs")
     checks.append(Check(name="has_orders", passed=True, detail=f"{len(intent.legs)} legs"))
 
+    problem = _pair_problem(intent, fees)
+    if problem:
+        return fail("hedged_pair", problem)
+    checks.append(Check(name="hedged_pair", passed=True, detail="buy YES + buy NO, equal contracts"))
+
     if intent.net_edge_per_contract_micros < run.min_net_edge_micros:
         return fail(
             "min_net_edge",
@@ -108,12 +113,14 @@ def decide(
     checks.append(Check(name="max_leg", passed=True, detail=detail))
 
     ladders = []
+    used = []
     for leg in intent.legs:
         book = books.get((leg.venue, leg.instrument))
         if book is None:
             return fail("book_present", f"no book held for {leg.venue}:{leg.instrument}")
         ladders.append(book.ladder(leg.outcome))
-    checks.append(Check(name="book_present", passed=True))
+        used.append(f"{leg.venue}@{book.book_ts}")
+    checks.append(Check(name="book_present", passed=True, detail="books " + ", ".join(used)))
 
     worst_cost = sum(size * leg.limit_px * CASH_PER_PRICE_UNIT for leg in intent.legs)
     worst_fees = sum(fees[leg.venue].taker_fee_micros(leg.limit_px, size) for leg in intent.legs)
@@ -159,6 +166,13 @@ def decide(
     cost = sum(f.cost_micros for f in fills)
     fee_total = sum(f.fee_micros for f in fills)
     payout = fillable * PRICE_SCALE * CASH_PER_PRICE_UNIT
+    fill_edge = (payout - cost - fee_total) // fillable
+    if fill_edge < run.min_net_edge_micros:
+        return fail(
+            "fill_edge",
+            f"the fill nets {fill_edge / 1e4:.2f}c/contract after fees < minimum {run.min_net_edge_micros / 1e4:.2f}c",
+        )
+    checks.append(Check(name="fill_edge", passed=True, detail=f"{fill_edge / 1e4:.2f}c/contract"))
     decision = _decision(run, intent, checks, True, "taken", now)
     trade = PaperTrade(
         id=f"{decision.id}-T",
@@ -185,6 +199,24 @@ def decide(
     run.taken += 1
     run.trades += 1
     return decision, trade
+
+
+def _pair_problem(intent: Intent, fees: dict[str, FeeModel]) -> str:
+    """Why the intent is not a hedged binary pair (one YES and one NO bought), or ''."""
+    if len(intent.legs) != 2:
+        return f"a hedged pair has 2 legs, this intent has {len(intent.legs)}"
+    if sorted(leg.outcome for leg in intent.legs) != ["no", "yes"]:
+        return f"outcomes {[leg.outcome for leg in intent.legs]} are not one YES and one NO"
+    for i, leg in enumerate(intent.legs):
+        if leg.side != "buy":
+            return f"leg {i} side {leg.side!r}: the paper trader buys both legs"
+        if not 0 < leg.limit_px < PRICE_SCALE:
+            return f"leg {i} limit_px={leg.limit_px} is outside (0, {PRICE_SCALE})"
+        if leg.venue not in fees:
+            return f"leg {i} venue {leg.venue!r} has no fee model"
+    if intent.size <= 0:
+        return f"size={intent.size} must be positive"
+    return ""
 
 
 def _decision(run: Run, intent: Intent, checks: list[Check], taken: bool, reason: str, now: int) -> Decision:

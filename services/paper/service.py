@@ -1,13 +1,20 @@
 """paper: dry-run execution. Every intent gets a decision from every running paper run.
 
-Books arrive on core NATS (`md.book.>`): the paper trader fills against the latest book it
-holds, as a live trader would. Intents come from a durable pull consumer and are acked
-only once the decisions (and trades) are stored in JetStream.
+Books arrive on core NATS (`md.book.>`). A leg fills against the latest book paper holds
+as of the intent's market time plus the execution latency (MT_PAPER_LATENCY_MS): live,
+that is simply the newest book; in a replay running faster than real time it stops the
+paper trader from filling against books from the intent's future.
+
+Intents come from a durable pull consumer and are acked only once the decisions (and
+trades) are stored in JetStream. A run's state changes only after its decision is
+published, and an intent a run has decided is not decided again when redelivered.
 """
 
 from __future__ import annotations
 
-from libs.bookstate import Books, apply_batch
+import copy
+
+from libs.bookstate import BookHistory, Books, check_batch
 from libs.bus import PullConsumer
 from libs.fees import fee_models
 from libs.ids import new_id, now_ns
@@ -25,7 +32,9 @@ class PaperService(Service):
 
     async def start(self) -> None:
         s = self.ctx.settings
-        self.books: Books = {}
+        self.history = BookHistory()
+        self.latency_ns = round(s.paper_latency_ms * 1e6)
+        self.decided: dict[str, set[str]] = {}
         self.fees = fee_models(s)
         now = now_ns()
         self.runs: dict[str, Run] = {}
@@ -56,20 +65,43 @@ class PaperService(Service):
 
     def add_run(self, run: Run) -> None:
         self.runs[run.run_id] = run
+        self.decided[run.run_id] = set()
 
     async def _on_book(self, batch: BookBatch, _msg: object) -> None:
-        apply_batch(self.books, batch)
+        try:
+            check_batch(batch)
+        except ValueError as e:
+            self.log.warning("book rejected", error=str(e))
+            return
+        self.history.add(batch)
+
+    def books_for(self, intent: Intent) -> Books:
+        """Each leg's book as of the intent's market time plus the execution latency."""
+        at = intent.book_ts + self.latency_ns
+        books: Books = {}
+        for leg in intent.legs:
+            book = self.history.at(leg.venue, leg.instrument, at)
+            if book is not None:
+                books[(leg.venue, leg.instrument)] = book
+        return books
 
     async def on_intents(self, intents: list[Intent]) -> None:
         """Decide every intent for every running run; publish decisions and trades."""
         for intent in intents:
-            for run in self.runs.values():
-                if run.state != "running":
+            books = self.books_for(intent)
+            for run in list(self.runs.values()):
+                if run.state != "running" or intent.id in self.decided[run.run_id]:
                     continue
-                decision, trade = decide(run, intent, self.books, self.fees, now_ns())
-                await self.ctx.bus.publish(subjects.paper("decision", run.run_id), decision)
-                if trade is not None:
-                    await self.ctx.bus.publish(subjects.paper("trade", run.run_id), trade)
+                before = copy.deepcopy(run)
+                decision, trade = decide(run, intent, books, self.fees, now_ns())
+                try:
+                    await self.ctx.bus.publish(subjects.paper("decision", run.run_id), decision)
+                    if trade is not None:
+                        await self.ctx.bus.publish(subjects.paper("trade", run.run_id), trade)
+                except Exception:
+                    self.runs[run.run_id] = before  # not published: the retry decides afresh
+                    raise
+                self.decided[run.run_id].add(intent.id)
 
     async def stop(self) -> None:
         await self.consumer.stop()

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from libs import config, log
-from libs.bookstate import BookState
 from libs.bus.admin import wait_idle
 from libs.ids import new_id, now_ns
 from libs.store.tables import book_tops_table
@@ -87,10 +86,14 @@ async def intent_latency(home: Path, n: int = 2_000, rate: float = 1_000.0) -> t
     stack = await Stack.open(settings)
     try:
         paper = await stack.start("paper")
-        px = np.array([4_000, 3_900], np.int64)
-        sz = np.array([1_000_000, 1_000_000], np.int64)
         for venue in ("polymarket", "kalshi"):
-            paper.books[(venue, "BENCH")] = BookState(now_ns(), 10_000 - px - 500, sz, px, sz)  # type: ignore[attr-defined]
+            paper.history.add(  # type: ignore[attr-defined]
+                BookBatch(
+                    id=venue, ts=0, venue=venue, source="bench", levels=2, instruments=["BENCH"], inst_idx=[0],
+                    book_ts=[now_ns()], bid_px=[5_500, 5_400], bid_sz=[10**6] * 2, ask_px=[4_000, 4_100],
+                    ask_sz=[10**6] * 2,
+                )
+            )  # fmt: skip
         bus = await stack.connect("bench")
         lat: list[float] = []
         done = asyncio.Event()

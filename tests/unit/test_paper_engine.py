@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 
-from libs.bookstate import Books, BookState
+from libs.bookstate import BookHistory, Books, BookState
 from libs.fees import fee_models
-from proto.events import Intent, Leg
+from proto.events import BookBatch, Intent, Leg
 from services.paper.engine import NS_PER_DAY, Run, decide
 
 DAY0 = 20_000 * NS_PER_DAY
@@ -152,3 +153,61 @@ def test_decision_ids_are_deterministic_per_run_and_intent() -> None:
     d1, _ = decide(run(), intent(), books(), FEES, now=1)
     d2, _ = decide(run(), intent(), books(), FEES, now=2)
     assert d1.id == d2.id == "R-I1"
+
+
+def test_the_fill_must_still_clear_the_minimum_edge() -> None:
+    # The YES book moved: 0.40 is gone, 0.449 is within the 0.45 limit but leaves ~0.1c after fees.
+    moved = books()
+    moved[("polymarket", "FED")] = book([(3_900, 500)], [(4_490, 100)])
+    d, t = decide(run(), intent(size=50, yes_limit=4_500), moved, FEES, now=1)
+    assert t is None and d.reason == "fill_edge"
+    assert "after fees" in d.checks[-1].detail
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"legs": "one"}, "2 legs"),
+        ({"outcomes": ("yes", "yes")}, "not one YES and one NO"),
+        ({"side": "sell"}, "buys both legs"),
+        ({"venue": "betfair"}, "no fee model"),
+        ({"limit": 10_000}, "outside"),
+    ],
+)
+def test_an_intent_that_is_not_a_hedged_pair_is_skipped(change: dict, message: str) -> None:
+    i = intent()
+    legs = list(i.legs)
+    if change.get("legs") == "one":
+        legs = legs[:1]
+    if "outcomes" in change:
+        legs = [msgspec.structs.replace(leg, outcome=o) for leg, o in zip(legs, change["outcomes"], strict=True)]
+    if "side" in change:
+        legs[1] = msgspec.structs.replace(legs[1], side=change["side"])
+    if "venue" in change:
+        legs[1] = msgspec.structs.replace(legs[1], venue=change["venue"])
+    if "limit" in change:
+        legs[0] = msgspec.structs.replace(legs[0], limit_px=change["limit"])
+    r = run()
+    d, t = decide(r, msgspec.structs.replace(i, legs=legs), books(), FEES, now=1)
+    assert t is None and d.reason == "hedged_pair" and message in d.checks[-1].detail
+    assert r.balance_micros == r.starting_micros
+
+
+def test_a_zero_balance_is_kept() -> None:
+    assert run(balance_micros=0).balance_micros == 0
+
+
+def test_book_history_never_looks_ahead() -> None:
+    h = BookHistory(depth=3)
+    for ts, bid in [(10, 4_000), (20, 4_100), (30, 4_200), (40, 4_300)]:
+        h.add(_one_book(ts, bid))
+    assert h.at("kalshi", "FED", 5) is None  # nothing that early (10 fell out of the depth of 3, 20 is later)
+    assert h.at("kalshi", "FED", 25).book_ts == 20  # type: ignore[union-attr]
+    assert h.at("kalshi", "FED", 10**12).bid_px.tolist() == [4_300]  # type: ignore[union-attr]
+
+
+def _one_book(ts: int, bid: int) -> BookBatch:
+    return BookBatch(
+        id=f"b{ts}", ts=ts, venue="kalshi", source="t", levels=1, instruments=["FED"], inst_idx=[0], book_ts=[ts],
+        bid_px=[bid], bid_sz=[1], ask_px=[bid + 100], ask_sz=[1],
+    )  # fmt: skip
