@@ -69,6 +69,7 @@ class PullConsumer(Generic[E]):
         self.deliver = deliver
         self.expires_s = expires_s
         self.processed = 0
+        self.pulls = 0
         self.dead_lettered = 0
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._sub: Subscription | None = None
@@ -76,6 +77,8 @@ class PullConsumer(Generic[E]):
         self._stopping = False
         self._pending = 0
         self._busy = False
+        self._trouble = ""
+        self._backoff = 0.0
         self._inbox = ""
 
     def config(self) -> ConsumerConfig:
@@ -116,10 +119,13 @@ class PullConsumer(Generic[E]):
             reply=self._inbox,
         )
         self._pending += n
+        self.pulls += 1
 
     async def _run(self) -> None:
         while not self._stopping:
             try:
+                if self._trouble:
+                    await self._recover()
                 if self._pending <= self.batch // 2:
                     await self._pull(self.batch * 2 - self._pending)
                 try:
@@ -127,6 +133,8 @@ class PullConsumer(Generic[E]):
                 except TimeoutError:
                     self._pending = 0  # requests lost (e.g. a reconnect): ask again
                     continue
+                if not (first.headers and first.headers.get("Status")):
+                    self._backoff = 0.0
                 msgs = [first]
                 while len(msgs) < self.batch and not self._queue.empty():
                     msgs.append(self._queue.get_nowait())
@@ -181,8 +189,21 @@ class PullConsumer(Generic[E]):
             left = msg.headers.get("Nats-Pending-Messages") if msg.headers else None
             self._pending = max(0, self._pending - int(left)) if left else 0
             return
-        log.debug("pull status", durable=self.durable, status=status, description=msg.headers.get("Description"))
+        # 409 (consumer deleted, leadership change, too many waiting pulls), 503 (no responders),
+        # 404: our pulls are void. Pulling again at once would spin: back off, then re-create.
         self._pending = 0
+        self._trouble = f"{status} {msg.headers.get('Description', '') if msg.headers else ''}".strip()
+
+    async def _recover(self) -> None:
+        """Wait (0.25 s doubling to 5 s) and make sure the durable consumer exists again."""
+        self._backoff = min(max(self._backoff * 2, 0.25), 5.0)
+        log.warning("pull failed, backing off", durable=self.durable, status=self._trouble, wait_s=self._backoff)
+        self._trouble = ""
+        await asyncio.sleep(self._backoff)
+        try:
+            await self.bus.js.add_consumer(self.stream, self.config())
+        except Exception as e:  # the server may still be away: the next pull tells
+            log.warning("could not re-create consumer", durable=self.durable, error=str(e))
 
     async def _failed(self, msg: Msg, error: Exception) -> None:
         deliveries = msg.metadata.num_delivered or 1
@@ -205,7 +226,11 @@ class PullConsumer(Generic[E]):
         await self.bus.js.publish(
             subjects.dlq(self.durable),
             codec.encode(letter),
-            headers={"MT-Reason": reason[:1000], "MT-Subject": msg.subject},
+            headers={
+                "MT-Reason": reason[:1000],
+                "MT-Subject": msg.subject,
+                "Nats-Msg-Id": f"dlq:{self.durable}:{msg.metadata.sequence.stream}",
+            },
         )
         await msg.term()
         self.dead_lettered += 1

@@ -185,3 +185,28 @@ def test_server_stops_and_frees_its_port(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))  # would raise if the server still held it
     assert (tmp_path / "n" / "jetstream").is_dir()
+
+
+async def test_a_deleted_consumer_is_recreated_without_spinning(bus: Bus) -> None:
+    got: list[str] = []
+
+    async def handler(events: list[Intent]) -> None:
+        got.extend(e.id for e in events)
+
+    c = await PullConsumer(
+        bus, stream="INTENT", durable="t5", filter_subjects=[subjects.INTENT_ALL], kind=Intent, handler=handler
+    ).start()
+    await bus.publish(subjects.intent("xarb"), intent(1))
+    assert await wait_idle(bus, [("INTENT", "t5")], timeout_s=10)
+    await bus.js.delete_consumer("INTENT", "t5")
+    await asyncio.sleep(1.0)
+    pulls = c.pulls
+    await asyncio.sleep(1.0)
+    assert c.pulls - pulls < 20, "pulls must back off, not spin"
+    await bus.publish(subjects.intent("xarb"), intent(2))
+    for _ in range(100):
+        if "intent-2" in got:
+            break
+        await asyncio.sleep(0.1)
+    await c.stop()
+    assert got[0] == "intent-1" and "intent-2" in got
