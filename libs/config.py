@@ -6,6 +6,7 @@ A value that does not parse raises a ConfigError naming the variable and the val
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -99,6 +100,8 @@ _ENV: dict[str, tuple[str, type]] = {
 }
 
 _CHOICES = {"log_format": {"console", "json"}, "log_level": {"debug", "info", "warning", "error"}}
+_POSITIVE = {"synth_rate", "max_pair_size", "recorder_batch", "detect_sync_timeout_ms"}
+"""Fields where zero makes no sense (a rate, a size, a batch, a wait)."""
 
 
 def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -115,8 +118,12 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
             raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
         if field in _CHOICES and value not in _CHOICES[field]:
             raise ConfigError(f"{var}={raw!r} must be one of {sorted(_CHOICES[field])}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{var}={raw!r} must be a finite number")
+        if isinstance(value, (int, float)) and value < 0:
             raise ConfigError(f"{var}={raw!r} must not be negative")
+        if field in _POSITIVE and value == 0:
+            raise ConfigError(f"{var}={raw!r} must be greater than 0")
         values[field] = value
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -12,8 +12,10 @@ import sys
 import msgspec
 
 from libs import config, log
+from libs.bus import NatsServerError
 from libs.config import ConfigError, Settings
-from services.demo import UP_ORDER
+from libs.store import StoreError
+from services.demo import UP_ORDER, DrainTimeout
 
 
 def _ordered(names: list[str]) -> list[str]:
@@ -21,45 +23,57 @@ def _ordered(names: list[str]) -> list[str]:
     return known + sorted(set(names) - set(known))
 
 
-async def _wait_for_signal() -> None:
+def _signal_event() -> asyncio.Event:
+    """An event set by SIGINT/SIGTERM, installed before anything starts so nothing is orphaned."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
-async def cmd_up(settings: Settings, names: list[str]) -> int:
+async def cmd_up(settings: Settings, names: list[str], with_store: bool = True) -> int:
     from services.runtime import Stack
 
-    stack = await Stack.open(settings)
+    stop = _signal_event()
+    stack = await Stack.open(settings, with_store=with_store)
     try:
         for name in _ordered(names):
+            if stop.is_set():
+                break
             await stack.start(name)
-        print(f"markettwin up: {', '.join(stack.running)} on {stack.nats_url}", file=sys.stderr)
+        print(f"markettwin up: {', '.join(stack.running)} on {stack.nats_url}", file=sys.stderr, flush=True)
         if stack.server is not None:
-            print(f"NATS WebSocket for dashboards: {stack.server.ws_url}", file=sys.stderr)
-        await _wait_for_signal()
+            print(f"NATS WebSocket for dashboards: {stack.server.ws_url}", file=sys.stderr, flush=True)
+        await stop.wait()
     finally:
         await stack.close()
     return 0
 
 
 async def cmd_run(settings: Settings, name: str) -> int:
+    from services.runtime import service_class
+
     if not settings.nats_url:
         raise ConfigError("markettwin run needs NATS_URL (e.g. nats://nats:4222); use `markettwin up` to embed one")
-    return await cmd_up(settings, [name])
+    uses_store = service_class(name).uses_store
+    if uses_store and not settings.clickhouse_url:
+        raise ConfigError(
+            f"markettwin run {name} needs CLICKHOUSE_URL (e.g. http://user:pass@clickhouse:8123/markettwin); "
+            "the embedded chDB belongs to `markettwin up`"
+        )
+    return await cmd_up(settings, [name], with_store=uses_store)
 
 
 async def cmd_demo(settings: Settings, synthetic_s: float, replay_speed: float | None, keep: bool) -> int:
     from services.demo import run_demo
-
-    if not keep and settings.home.exists():
-        shutil.rmtree(settings.home)
-    report = await run_demo(settings, synthetic_s=synthetic_s, replay_speed=replay_speed)
     from services.report.summary import render
 
+    if not keep:  # only what the embedded mode itself keeps there; never the whole MT_HOME
+        for sub in ("nats", "clickhouse"):
+            shutil.rmtree(settings.home / sub, ignore_errors=True)
+    report = await run_demo(settings, synthetic_s=synthetic_s, replay_speed=replay_speed)
     print(render(report))
     return 0
 
@@ -123,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "services":
             print("\n".join(service_names()))
             return 0
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, ValueError, OSError, StoreError, NatsServerError, DrainTimeout) as e:
         print(f"markettwin: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -29,14 +29,23 @@ class ServiceContext:
 
     settings: Settings
     bus: Bus
-    store: Store
+    store: Store | None
     log: Any
 
 
 class Service:
-    """A service: thin wiring of handlers around libs. Subclasses set `name`."""
+    """A service: thin wiring of handlers around libs. Subclasses set `name`, and
+    `uses_store` when they read or write ClickHouse."""
 
     name: str = ""
+    uses_store: bool = False
+
+    @property
+    def store(self) -> Store:
+        """The ClickHouse store (only for services with `uses_store`)."""
+        if self.ctx.store is None:
+            raise RuntimeError(f"service {self.name} was started without a store")
+        return self.ctx.store
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -68,26 +77,38 @@ class Stack:
     """A set of running services in this process, with the NATS server and store they use."""
 
     settings: Settings
-    store: Store
+    store: Store | None
     nats_url: str
     server: LocalNatsServer | None = None
     running: dict[str, Service] = field(default_factory=dict)
     buses: list[Bus] = field(default_factory=list)
 
     @classmethod
-    async def open(cls, settings: Settings) -> Stack:
-        """Start a local nats-server unless NATS_URL is set; open and migrate the store."""
+    async def open(cls, settings: Settings, with_store: bool = True) -> Stack:
+        """Start a local nats-server unless NATS_URL is set; open and migrate the store.
+
+        Whatever was started is stopped again if a later step fails.
+        """
         server = None
+        store = None
         url = settings.nats_url
-        if not url:
-            server = await asyncio.to_thread(LocalNatsServer(settings.home / "nats").start)
-            url = server.url
-        store = await asyncio.to_thread(open_store, settings)
-        await asyncio.to_thread(store.migrate)
-        stack = cls(settings=settings, store=store, nats_url=url, server=server)
-        bus = await stack.connect("setup")
-        await bus.ensure_streams(streams.ALL)
-        return stack
+        try:
+            if not url:
+                server = await asyncio.to_thread(LocalNatsServer(settings.home / "nats").start)
+                url = server.url
+            if with_store:
+                store = await asyncio.to_thread(open_store, settings)
+                await asyncio.to_thread(store.migrate)
+            stack = cls(settings=settings, store=store, nats_url=url, server=server)
+            bus = await stack.connect("setup")
+            await bus.ensure_streams(streams.ALL)
+            return stack
+        except BaseException:
+            if store is not None:
+                await asyncio.to_thread(store.close)
+            if server is not None:
+                await server.astop()
+            raise
 
     async def connect(self, name: str) -> Bus:
         """A new NATS connection owned by the stack (closed with it)."""
@@ -108,20 +129,37 @@ class Stack:
         return svc
 
     async def stop_service(self, name: str) -> None:
-        """Stop one service and close its connection."""
+        """Stop one service and close its connection (also when stopping fails)."""
         svc = self.running.pop(name)
-        await svc.stop()
-        await svc.ctx.bus.close()
-        if svc.ctx.bus in self.buses:
-            self.buses.remove(svc.ctx.bus)
+        try:
+            await svc.stop()
+        finally:
+            if svc.ctx.bus in self.buses:
+                self.buses.remove(svc.ctx.bus)
+            await svc.ctx.bus.close()
 
     async def close(self) -> None:
-        """Stop services in reverse start order, close connections, the store and the server."""
+        """Stop services in reverse start order, close connections, the store and the server.
+
+        Every step runs even when an earlier one fails (the first error is raised at the end):
+        a store left open would keep chDB's directory locked, a server left running orphaned.
+        """
+        errors: list[BaseException] = []
         for name in reversed(list(self.running)):
-            await self.stop_service(name)
+            try:
+                await self.stop_service(name)
+            except Exception as e:
+                structlog.get_logger().exception("service stop failed", service=name, error=str(e))
+                errors.append(e)
         for bus in self.buses:
-            await bus.close()
+            try:
+                await bus.close()
+            except Exception as e:
+                errors.append(e)
         self.buses.clear()
-        await asyncio.to_thread(self.store.close)
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
         if self.server is not None:
             await self.server.astop()
+        if errors:
+            raise errors[0]

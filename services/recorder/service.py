@@ -46,6 +46,7 @@ class RecorderService(Service):
     """Stores every event of every stream, in batches, acking only what is stored."""
 
     name = "recorder"
+    uses_store = True
 
     async def start(self) -> None:
         self.rows_written: dict[str, int] = defaultdict(int)
@@ -75,7 +76,7 @@ class RecorderService(Service):
             table, build = TABLE_FOR_EVENT[kind]
             data = build(group)
             token = f"{table}:{_event_key(group[0])}:{_event_key(group[-1])}:{len(group)}"
-            n = await asyncio.to_thread(self.ctx.store.insert_arrow, table, data, token)
+            n = await asyncio.to_thread(self.store.insert_arrow, table, data, token)
             self.rows_written[table] += n
 
 

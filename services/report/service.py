@@ -22,6 +22,7 @@ class ReportService(Service):
     """Serves the summary on request; holds no state of its own."""
 
     name = "report"
+    uses_store = True
 
     async def start(self) -> None:
         self._sub = await self.ctx.bus.nc.subscribe(subjects.svc("report", "summary"), cb=self._on_request)
@@ -38,7 +39,7 @@ class ReportService(Service):
             await self._server.wait_closed()
 
     async def summary_json(self) -> bytes:
-        report = await asyncio.to_thread(build, self.ctx.store)
+        report = await asyncio.to_thread(build, self.store)
         return msgspec.json.encode(report)
 
     async def _on_request(self, msg: Msg) -> None:
@@ -61,7 +62,7 @@ class ReportService(Service):
             elif line[1] == "/report":
                 status, ctype, body = 200, "application/json", await self.summary_json()
             elif line[1] == "/report.txt":
-                report = await asyncio.to_thread(build, self.ctx.store)
+                report = await asyncio.to_thread(build, self.store)
                 status, body = 200, (render(report) + "\n").encode()
         except Exception as e:
             status, ctype, body = 500, "text/plain", f"{e}\n".encode()

@@ -60,11 +60,15 @@ def test_up_serves_the_report_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
     try:
         assert _get(f"http://127.0.0.1:{port}/health") == (200, "ok\n")
         status, body = _get(f"http://127.0.0.1:{port}/report.txt")
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "markettwin up:" in line:
+                assert "markettwin up: recorder, report, paper, detect, ingest" in line
+                break
         assert status == 200 and "MarketTwin run report" in body and "book_tops" in body
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-        assert "markettwin up: recorder, report, paper, detect, ingest" in err
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -72,15 +76,44 @@ def test_up_serves_the_report_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
 
 def test_run_hosts_one_service_against_an_existing_nats(tmp_path: Path) -> None:
     with LocalNatsServer(tmp_path / "nats") as nats:
-        port = free_port()
-        env = os.environ | {"MT_HOME": str(tmp_path / "home"), "NATS_URL": nats.url, "MT_HTTP_PORT": str(port)}
-        proc = subprocess.Popen([*EXE, "run", "report"], env=env, stderr=subprocess.PIPE, text=True)
+        env = os.environ | {"MT_HOME": str(tmp_path / "home"), "NATS_URL": nats.url}
+        env.pop("CLICKHOUSE_URL", None)
+        proc = subprocess.Popen([*EXE, "run", "detect"], env=env, stderr=subprocess.PIPE, text=True)
         try:
-            assert _get(f"http://127.0.0.1:{port}/health")[0] == 200
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                if "markettwin up:" in line:
+                    assert f"markettwin up: detect on {nats.url}" in line
+                    break
             proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=60)
             assert proc.returncode == 0, err
-            assert f"markettwin up: report on {nats.url}" in err
+            assert not (tmp_path / "home" / "clickhouse").exists(), "detect needs no store"
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_run_of_a_store_service_needs_clickhouse_url(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:1")
+    monkeypatch.delenv("CLICKHOUSE_URL", raising=False)
+    assert main(["run", "recorder"]) == 2
+    assert "markettwin run recorder needs CLICKHOUSE_URL" in capsys.readouterr().err
+
+
+def test_up_with_the_store_locked_by_another_process_fails_clearly(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, chdb.session as s; x = s.Session(sys.argv[1]); input()",
+         str(tmp_path / "home" / "clickhouse")],
+        stdin=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(3)
+        env = os.environ | {"MT_HOME": str(tmp_path / "home"), "MT_HTTP_PORT": "0", "MT_INGEST_SOURCES": "none"}
+        env.pop("NATS_URL", None)
+        done = subprocess.run([*EXE, "up"], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2
+        assert "another MarketTwin process holds the ClickHouse data directory" in done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        holder.communicate("\n", timeout=30)

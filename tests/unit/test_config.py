@@ -34,6 +34,9 @@ def test_values_are_parsed() -> None:
         ("MT_RECORDER_BATCH", "1.5", "MT_RECORDER_BATCH='1.5' is not a valid int"),
         ("MT_PAPER_STARTING_USD", "-1", "MT_PAPER_STARTING_USD='-1' must not be negative"),
         ("MT_LOG_FORMAT", "xml", "MT_LOG_FORMAT='xml' must be one of"),
+        ("MT_SYNTH_RATE", "0", "MT_SYNTH_RATE='0' must be greater than 0"),
+        ("MT_RECORDER_BATCH", "0", "MT_RECORDER_BATCH='0' must be greater than 0"),
+        ("MT_PAPER_MIN_EDGE_CENTS", "nan", "MT_PAPER_MIN_EDGE_CENTS='nan' must be a finite number"),
     ],
 )
 def test_bad_values_name_the_variable(var: str, value: str, message: str) -> None:
