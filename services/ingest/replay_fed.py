@@ -143,16 +143,36 @@ def _floats(df: pl.DataFrame, column: str) -> np.ndarray:
     return df[column].cast(pl.Float64, strict=False).fill_null(np.nan).to_numpy()
 
 
-def _side(px_dollars: np.ndarray, depth: np.ndarray, *, reflect: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Integer (price, size) of one side; invalid entries become (0, 0).
+def _checked(df: pl.DataFrame, column: str, lo: float, hi: float, lo_open: bool) -> np.ndarray:
+    """A float column where null (an empty side) stays NaN and anything else must be a number in range.
 
-    `reflect` turns a NO bid into the YES ask (1 - price). A price must lie strictly
-    between 0 and 1 dollars, a depth in [0, 2**53); a depth under 1 floors to an empty side.
+    A value that does not parse, or lies outside the range, is a ValueError naming the data
+    row, the column and the value: a file in cents instead of dollars must not replay as an
+    empty market.
     """
+    raw = df[column]
+    values = raw.cast(pl.Float64, strict=False)
+    bad = (values.is_null() & raw.is_not_null()).to_numpy()
+    arr = values.fill_null(np.nan).to_numpy()
     with np.errstate(invalid="ignore"):
-        ok = (px_dollars > 0) & (px_dollars < 1) & (depth >= 0) & (depth < _MAX_DEPTH)
-        px = np.rint(np.where(ok, px_dollars, 0.0) * PRICE_SCALE).astype(np.int64)
-        sz = np.floor(np.where(ok, depth, 0.0)).astype(np.int64)
+        bad |= ~np.isnan(arr) & ((arr <= lo if lo_open else arr < lo) | (arr >= hi) | ~np.isfinite(arr))
+    if bad.any():
+        i = int(np.argmax(bad))
+        bounds = f"{'(' if lo_open else '['}{lo:g}, {hi:g})"
+        raise ValueError(f"data row {i + 1}, column {column}: {raw[i]!r} is not a number in {bounds}")
+    return arr
+
+
+def _side(df: pl.DataFrame, px_col: str, depth_col: str, *, reflect: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Integer (price, size) of one side; a null price or depth is an empty side (0, 0).
+
+    `reflect` turns a NO bid into the YES ask (1 - price). A depth under 1 floors to empty.
+    """
+    px_dollars = _checked(df, px_col, 0.0, 1.0, lo_open=True)
+    depth = _checked(df, depth_col, 0.0, _MAX_DEPTH, lo_open=False)
+    ok = ~np.isnan(px_dollars) & ~np.isnan(depth)
+    px = np.rint(np.where(ok, px_dollars, 0.0) * PRICE_SCALE).astype(np.int64)
+    sz = np.floor(np.where(ok, depth, 0.0)).astype(np.int64)
     if reflect:
         px = np.where(ok, PRICE_SCALE - px, 0)
     ok &= (sz > 0) & (px > 0) & (px < PRICE_SCALE)
@@ -161,8 +181,8 @@ def _side(px_dollars: np.ndarray, depth: np.ndarray, *, reflect: bool) -> tuple[
 
 def _venue(df: pl.DataFrame, venue: str) -> VenueBook:
     p = _PREFIX[venue]
-    bid_px, bid_sz = _side(_floats(df, f"{p}_best_bid_yes"), _floats(df, f"{p}_depth_best_yes"), reflect=False)
-    ask_px, ask_sz = _side(_floats(df, f"{p}_best_bid_no"), _floats(df, f"{p}_depth_best_no"), reflect=True)
+    bid_px, bid_sz = _side(df, f"{p}_best_bid_yes", f"{p}_depth_best_yes", reflect=False)
+    ask_px, ask_sz = _side(df, f"{p}_best_bid_no", f"{p}_depth_best_no", reflect=True)
     empty_bid, empty_ask = bid_sz == 0, ask_sz == 0
     return VenueBook(
         venue=venue,

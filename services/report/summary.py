@@ -53,7 +53,7 @@ def build(store: Store) -> Report:
     opp = store.query_df(
         "SELECT uniqExact(opportunity_id) AS n, "
         "uniqExactIf(opportunity_id, status = 'closed') AS closed, "
-        "medianIf((toUnixTimestamp64Nano(closed_at) - toUnixTimestamp64Nano(opened_at)) / 1e9, status = 'closed') "
+        "medianExactIf((toUnixTimestamp64Nano(closed_at) - toUnixTimestamp64Nano(opened_at)) / 1e9, status = 'closed') "
         "AS span FROM {db}.opportunities FINAL"
     ).row(0, named=True)
     intents = store.query_df("SELECT count() AS n FROM {db}.intents FINAL").item()

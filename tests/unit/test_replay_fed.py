@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -100,21 +101,38 @@ def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
-def test_bad_values_empty_one_side(tmp_path: Path) -> None:
+def test_missing_values_empty_one_side(tmp_path: Path) -> None:
     header = list(REQUIRED_COLUMNS)
     good = ["1700000000000", "0.40", "0.55", "10.9", "20", "0.41", "0.57", "5", "6"]
     rows = [
         good,
-        ["1700000001000", "NaN", "0.55", "10", "20", "1.5", "0.57", "5", "-1"],
-        ["1700000002000", "0.40", "abc", "10", "20", "0.41", "0.57", "0.4", "6"],
+        ["1700000001000", "NaN", "0.55", "10", "20", "", "0.57", "5", "6"],
+        ["1700000002000", "0.40", "", "10", "20", "0.41", "0.57", "0.4", "6"],
     ]
     replay = load_fed(_write(tmp_path / "f.csv", header, rows))
     poly, kalshi = replay.books["polymarket"], replay.books["kalshi"]
     assert poly.bid_px.tolist() == [4_000, 0, 4_000] and poly.bid_sz.tolist() == [10, 0, 10]
     assert poly.ask_px.tolist() == [4_500, 4_500, 0] and poly.ask_sz.tolist() == [20, 20, 0]
-    assert kalshi.bid_px.tolist() == [4_100, 0, 0]  # 1.5 out of range; depth 0.4 floors to nothing
-    assert kalshi.ask_px.tolist() == [4_300, 0, 4_300]  # negative depth
+    assert kalshi.bid_px.tolist() == [4_100, 0, 0]  # empty price; then depth 0.4 floors to nothing
+    assert kalshi.ask_px.tolist() == [4_300, 4_300, 4_300]
     assert replay.empty_rows == {"polymarket": 2, "kalshi": 2}
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("poly_best_bid_no", "abc", "data row 2, column poly_best_bid_no: 'abc' is not a number in (0, 1)"),
+        ("kalshi_best_bid_yes", "41", "data row 2, column kalshi_best_bid_yes: '41' is not a number in (0, 1)"),
+        ("kalshi_depth_best_no", "-1", "data row 2, column kalshi_depth_best_no: '-1' is not a number in [0,"),
+    ],
+)
+def test_bad_values_are_named_not_dropped(tmp_path: Path, column: str, value: str, message: str) -> None:
+    header = list(REQUIRED_COLUMNS)
+    good = ["1700000000000", "0.40", "0.55", "10.9", "20", "0.41", "0.57", "5", "6"]
+    bad = ["1700000001000", *good[1:]]
+    bad[header.index(column)] = value
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_fed(_write(tmp_path / "f.csv", header, [good, bad]))
 
 
 def test_unsorted_rows_are_put_in_time_order(tmp_path: Path) -> None:
