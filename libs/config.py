@@ -69,6 +69,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_port: int = 8080
     """MT_HTTP_PORT: the report service's HTTP port (0 = no HTTP)."""
     # recorder
+    ack_wait_s: float = 30.0
+    """MT_ACK_WAIT_S: a message not acked within this is redelivered (e.g. after a crash)."""
     recorder_batch: int = 2_000
     """MT_RECORDER_BATCH: messages fetched per pull (each may carry many rows)."""
 
@@ -96,11 +98,12 @@ _ENV: dict[str, tuple[str, type]] = {
     "MT_PAPER_LATENCY_MS": ("paper_latency_ms", float),
     "MT_PAPER_SETTLEMENT_DELAY_S": ("paper_settlement_delay_s", float),
     "MT_HTTP_PORT": ("http_port", int),
+    "MT_ACK_WAIT_S": ("ack_wait_s", float),
     "MT_RECORDER_BATCH": ("recorder_batch", int),
 }
 
 _CHOICES = {"log_format": {"console", "json"}, "log_level": {"debug", "info", "warning", "error"}}
-_POSITIVE = {"synth_rate", "max_pair_size", "recorder_batch", "detect_sync_timeout_ms"}
+_POSITIVE = {"synth_rate", "max_pair_size", "recorder_batch", "detect_sync_timeout_ms", "ack_wait_s"}
 """Fields where zero makes no sense (a rate, a size, a batch, a wait)."""
 
 

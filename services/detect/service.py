@@ -64,6 +64,7 @@ class DetectService(Service):
             durable="detect",
             filter_subjects=[subjects.BOOK_ALL],
             kind=BookBatch,
+            ack_wait_s=self.ctx.settings.ack_wait_s,
             handler=self.on_books,
             batch=256,
         ).start()

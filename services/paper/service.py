@@ -59,6 +59,7 @@ class PaperService(Service):
             durable="paper",
             filter_subjects=[subjects.INTENT_ALL],
             kind=Intent,
+            ack_wait_s=self.ctx.settings.ack_wait_s,
             handler=self.on_intents,
             batch=64,
         ).start()

@@ -60,6 +60,7 @@ class RecorderService(Service):
                 kind=kind,
                 handler=self.store_events,
                 batch=self.ctx.settings.recorder_batch,
+                ack_wait_s=self.ctx.settings.ack_wait_s,
             )
             self.consumers.append(await consumer.start())
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
 from libs.bus.admin import wait_idle
 from libs.config import Settings
 from proto import streams, subjects
@@ -63,7 +65,8 @@ async def test_published_events_land_in_clickhouse(settings: Settings) -> None:
 async def test_recorder_restarted_mid_stream_loses_nothing_and_writes_nothing_twice(
     settings: Settings,
 ) -> None:
-    stack = await Stack.open(settings)
+    # messages in flight when the recorder stopped come back after ack_wait: keep it short here
+    stack = await Stack.open(msgspec.structs.replace(settings, ack_wait_s=2.0))
     try:
         await stack.start("recorder")
         bus = await stack.connect("test")
