@@ -37,6 +37,14 @@ log = structlog.get_logger()
 Handler = Callable[[list[E]], Awaitable[None]]
 
 
+def _header(msg: Msg, name: str) -> str:
+    """A header of a status message ('' when absent); nats-py keys some by an Enum."""
+    for key, value in (msg.headers or {}).items():
+        if getattr(key, "value", key) == name:
+            return str(value)
+    return ""
+
+
 class PullConsumer(Generic[E]):
     """A durable pull consumer on one stream, decoding each message as `kind`."""
 
@@ -55,6 +63,7 @@ class PullConsumer(Generic[E]):
         nak_delay_s: float = 0.5,
         deliver: Literal["all", "new"] = "all",
         expires_s: float = 5.0,
+        max_bytes: int | None = None,
     ) -> None:
         self.bus = bus
         self.stream = stream
@@ -68,6 +77,7 @@ class PullConsumer(Generic[E]):
         self.nak_delay_s = nak_delay_s
         self.deliver = deliver
         self.expires_s = expires_s
+        self.max_bytes = max_bytes
         self.processed = 0
         self.pulls = 0
         self.dead_lettered = 0
@@ -113,6 +123,8 @@ class PullConsumer(Generic[E]):
 
     async def _pull(self, n: int) -> None:
         req = {"batch": n, "expires": int(self.expires_s * 1e9)}
+        if self.max_bytes:
+            req["max_bytes"] = self.max_bytes
         await self.bus.nc.publish(
             f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}",
             json.dumps(req).encode(),
@@ -185,14 +197,16 @@ class PullConsumer(Generic[E]):
     def _on_status(self, status: str, msg: Msg) -> None:
         if status == "100":  # idle heartbeat
             return
-        if status == "408":  # a pull request expired: the messages it still wanted are not coming
-            left = msg.headers.get("Nats-Pending-Messages") if msg.headers else None
+        description = _header(msg, "Description")
+        if status == "408" or (status == "409" and ("MaxBytes" in description or "Batch Completed" in description)):
+            # a pull request expired, reached max_bytes or completed: what it still wanted is not coming
+            left = _header(msg, "Nats-Pending-Messages")
             self._pending = max(0, self._pending - int(left)) if left else 0
             return
         # 409 (consumer deleted, leadership change, too many waiting pulls), 503 (no responders),
         # 404: our pulls are void. Pulling again at once would spin: back off, then re-create.
         self._pending = 0
-        self._trouble = f"{status} {msg.headers.get('Description', '') if msg.headers else ''}".strip()
+        self._trouble = f"{status} {description}".strip()
 
     async def _recover(self) -> None:
         """Wait (0.25 s doubling to 5 s) and make sure the durable consumer exists again."""

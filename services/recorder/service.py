@@ -27,6 +27,10 @@ from proto.events import (
 )
 from services.runtime import Service
 
+MAX_PULL_BYTES = 16 * 1024 * 1024
+"""A pull asks for at most this many bytes, so a group of big batches stays a few MB of rows
+(more than max_payload, 8 MB, so any single message fits)."""
+
 # (durable name, stream, filter subjects, decode type)
 CONSUMERS: tuple[tuple[str, str, list[str], Any], ...] = (
     ("recorder-md", streams.MD.name, [subjects.BOOK_ALL, subjects.TRADE_ALL], BookBatch | TradeBatch),
@@ -61,6 +65,7 @@ class RecorderService(Service):
                 handler=self.store_events,
                 batch=self.ctx.settings.recorder_batch,
                 ack_wait_s=self.ctx.settings.ack_wait_s,
+                max_bytes=MAX_PULL_BYTES,
             )
             self.consumers.append(await consumer.start())
 

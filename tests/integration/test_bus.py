@@ -210,3 +210,21 @@ async def test_a_deleted_consumer_is_recreated_without_spinning(bus: Bus) -> Non
         await asyncio.sleep(0.1)
     await c.stop()
     assert got[0] == "intent-1" and "intent-2" in got
+
+
+async def test_byte_bounded_pulls_deliver_everything_without_backing_off(bus: Bus) -> None:
+    got: list[int] = []
+
+    async def handler(events: list[Intent]) -> None:
+        got.extend(e.net_edge_micros for e in events)
+
+    big = [msgspec.structs.replace(intent(i), opportunity_key="k" * 10_000) for i in range(60)]
+    c = await PullConsumer(
+        bus, stream="INTENT", durable="t6", filter_subjects=[subjects.INTENT_ALL], kind=Intent, handler=handler,
+        max_bytes=35_000,
+    ).start()  # fmt: skip
+    await bus.publish_many((subjects.intent("xarb"), ev) for ev in big)
+    assert await wait_idle(bus, [("INTENT", "t6")], timeout_s=20)
+    await c.stop()
+    assert got == list(range(60))
+    assert c._backoff == 0.0, "a request ended by max_bytes is not an error"
