@@ -66,6 +66,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """MT_PAPER_LATENCY_MS: execution latency: legs fill on the book as of intent time + this."""
     paper_settlement_delay_s: float = 2.0
     """MT_PAPER_SETTLEMENT_DELAY_S: settled_at = executed_at + this."""
+    http_host: str = "127.0.0.1"
+    """MT_HTTP_HOST: the address report's HTTP binds; containers set 0.0.0.0."""
     http_port: int = 8080
     """MT_HTTP_PORT: the report service's HTTP port (0 = no HTTP)."""
     # recorder
@@ -97,6 +99,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "MT_PAPER_DAILY_CAP_USD": ("paper_daily_cap_usd", float),
     "MT_PAPER_LATENCY_MS": ("paper_latency_ms", float),
     "MT_PAPER_SETTLEMENT_DELAY_S": ("paper_settlement_delay_s", float),
+    "MT_HTTP_HOST": ("http_host", str),
     "MT_HTTP_PORT": ("http_port", int),
     "MT_ACK_WAIT_S": ("ack_wait_s", float),
     "MT_RECORDER_BATCH": ("recorder_batch", int),

@@ -64,6 +64,7 @@ class PullConsumer(Generic[E]):
         deliver: Literal["all", "new"] = "all",
         expires_s: float = 5.0,
         max_bytes: int | None = None,
+        dead_letter: bool = True,
     ) -> None:
         self.bus = bus
         self.stream = stream
@@ -78,6 +79,7 @@ class PullConsumer(Generic[E]):
         self.deliver = deliver
         self.expires_s = expires_s
         self.max_bytes = max_bytes
+        self.dead_letter = dead_letter
         self.processed = 0
         self.pulls = 0
         self.dead_lettered = 0
@@ -228,7 +230,16 @@ class PullConsumer(Generic[E]):
             await msg.nak(delay=self.nak_delay_s)
 
     async def _dead_letter(self, msg: Msg, reason: str, deliveries: int = 1) -> None:
-        """Keep the message and the reason on `dlq.<durable>`, then stop its redelivery."""
+        """Keep the message and the reason on `dlq.<durable>`, then stop its redelivery.
+
+        A consumer of the dead-letter stream itself has `dead_letter=False`: its failures are
+        logged and the letter stays in the DLQ stream, instead of looping back into it.
+        """
+        if not self.dead_letter:
+            await msg.term()
+            self.dead_lettered += 1
+            log.error("not handled, left in its stream", durable=self.durable, subject=msg.subject, reason=reason)
+            return
         letter = DeadLetter(
             consumer=self.durable,
             subject=msg.subject,

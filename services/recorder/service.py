@@ -66,6 +66,7 @@ class RecorderService(Service):
                 batch=self.ctx.settings.recorder_batch,
                 ack_wait_s=self.ctx.settings.ack_wait_s,
                 max_bytes=MAX_PULL_BYTES,
+                dead_letter=stream != streams.DLQ.name,  # never dead-letter a dead letter
             )
             self.consumers.append(await consumer.start())
 

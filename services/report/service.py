@@ -29,8 +29,9 @@ class ReportService(Service):
         self._server: asyncio.Server | None = None
         port = self.ctx.settings.http_port
         if port:
-            self._server = await asyncio.start_server(self._http, "0.0.0.0", port)
-            self.log.info("http listening", port=port)
+            host = self.ctx.settings.http_host
+            self._server = await asyncio.start_server(self._http, host, port)
+            self.log.info("http listening", host=host, port=port)
 
     async def stop(self) -> None:
         await self._sub.unsubscribe()

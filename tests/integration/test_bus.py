@@ -228,3 +228,21 @@ async def test_byte_bounded_pulls_deliver_everything_without_backing_off(bus: Bu
     await c.stop()
     assert got == list(range(60))
     assert c._backoff == 0.0, "a request ended by max_bytes is not an error"
+
+
+async def test_a_consumer_of_dead_letters_never_dead_letters_its_own_failures(bus: Bus) -> None:
+    async def broken_store(events: list[DeadLetter]) -> None:
+        raise RuntimeError("store down")
+
+    await bus.js.publish(
+        subjects.dlq("someone"), codec.encode(DeadLetter(consumer="x", subject="s", reason="r", data=b"", ts=1))
+    )
+    c = await PullConsumer(
+        bus, stream=streams.DLQ.name, durable="t7", filter_subjects=[subjects.DLQ_ALL], kind=DeadLetter,
+        handler=broken_store, max_deliver=2, nak_delay_s=0.05, dead_letter=False,
+    ).start()  # fmt: skip
+    assert await wait_idle(bus, [(streams.DLQ.name, "t7")], timeout_s=10)
+    await c.stop()
+    assert c.dead_lettered == 1
+    info = await bus.js.stream_info(streams.DLQ.name)
+    assert info.state.messages == 1, "no letter about the letter"
