@@ -6,6 +6,7 @@ Also the end-to-end test's driver: it returns the Report it printed.
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import msgspec
 
@@ -47,7 +48,10 @@ async def run_demo(
         for name in UP_ORDER:
             await stack.start(name)
         ingest = stack.running["ingest"]
-        await ingest.run_replay(speed=replay_speed)  # type: ignore[attr-defined]
+        try:
+            await ingest.run_replay(speed=replay_speed)  # type: ignore[attr-defined]
+        except FileNotFoundError as e:  # a user's clone has no ../shared: show the synthetic market
+            print(f"markettwin demo: skipping the Fed replay: {e}", file=sys.stderr, flush=True)
         if synthetic_s > 0:
             await ingest.run_synthetic(duration_s=synthetic_s, rate=synthetic_rate)  # type: ignore[attr-defined]
         await drain(stack)

@@ -117,3 +117,16 @@ def test_up_with_the_store_locked_by_another_process_fails_clearly(tmp_path: Pat
         assert "Traceback" not in done.stderr
     finally:
         holder.communicate("\n", timeout=30)
+
+
+def test_demo_without_the_shared_data_runs_the_synthetic_market(tmp_path: Path) -> None:
+    env = os.environ | {"MT_HOME": str(tmp_path / "home"), "MT_DATA_DIR": str(tmp_path / "no-data")}
+    env.pop("NATS_URL", None)
+    done = subprocess.run(
+        [*EXE, "demo", "--synthetic-seconds", "2"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "skipping the Fed replay" in done.stderr and str(tmp_path / "no-data") in done.stderr
+    assert "MarketTwin run report" in done.stdout
+    book_rows = int(next(line for line in done.stdout.splitlines() if "book_tops" in line).split(":")[1])
+    assert 2 * 180 <= book_rows <= 2 * 202 and book_rows % 2 == 0  # ~2 s x 100 updates/s, both venues
