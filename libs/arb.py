@@ -99,11 +99,6 @@ class ArbQuote(msgspec.Struct, frozen=True, kw_only=True):
         return [self.yes_leg.to_leg(), self.no_leg.to_leg()]
 
 
-def legs_from_quote(quote: ArbQuote) -> list[Leg]:
-    """The quote's legs as `proto.events.Leg` objects (for Opportunity and Intent events)."""
-    return quote.legs()
-
-
 def _ladder(px: object, sz: object, name: str, reflect: bool) -> tuple[list[int], list[int]]:
     """The non-empty levels to buy from, ascending price in the outcome's terms, validated.
 

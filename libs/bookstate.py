@@ -49,15 +49,6 @@ def apply_row(books: Books, batch: BookBatch, r: int) -> str:
     return instrument
 
 
-def apply_batch(books: Books, batch: BookBatch) -> None:
-    """Keep the latest row of every instrument in the batch (rows are in time order)."""
-    last: dict[int, int] = {}
-    for r, idx in enumerate(batch.inst_idx):
-        last[idx] = r
-    for r in last.values():
-        apply_row(books, batch, r)
-
-
 def check_batch(batch: BookBatch) -> None:
     """Reject a batch that would corrupt a book, naming the batch, field, row and value.
 

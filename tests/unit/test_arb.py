@@ -11,7 +11,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from libs.arb import PAIR_PAYOUT_MICROS, ArbQuote, best_arb, best_size, find_arb, legs_from_quote
+from libs.arb import PAIR_PAYOUT_MICROS, ArbQuote, best_arb, best_size, find_arb
 from libs.bookstate import BookState
 from libs.fees import FeeModel, KalshiFeeModel, PolymarketFeeModel, kalshi_fee_model, polymarket_fee_model
 from proto.events import Leg
@@ -182,7 +182,7 @@ def test_directions_are_symmetric() -> None:
 def test_quote_builds_proto_legs() -> None:
     q = kalshi_yes_poly_no(KALSHI_BOOK, POLY_BOOK)
     assert q is not None
-    legs = legs_from_quote(q)
+    legs = q.legs()
     assert legs == q.legs()
     assert legs[0] == Leg(
         venue="kalshi", instrument="FED-25BP", outcome="yes", side="buy",
