@@ -198,3 +198,35 @@ def dead_letter(subject: str, **changes: Any) -> DeadLetter:
         DeadLetter(consumer="recorder-md", subject=subject, reason="bad tag", data=b"\x00\x01raw", ts=T0, deliveries=3),
         changes,
     )
+
+
+def hedged_intent(
+    id: str,
+    instrument: str,
+    *,
+    yes_limit: int,
+    no_limit: int,
+    size: int,
+    edge_per_contract: int,
+    book_ts: int,
+    ts: int | None = None,
+    yes_venue: str = "polymarket",
+    no_venue: str = "kalshi",
+) -> Intent:
+    """An arbitrage intent: buy YES on one venue and NO on the other, `size` contracts each."""
+    legs = [
+        Leg(venue=v, instrument=instrument, outcome=o, size=size, limit_px=px, cost_micros=0, fee_micros=0)
+        for v, o, px in ((yes_venue, "yes", yes_limit), (no_venue, "no", no_limit))
+    ]
+    return Intent(
+        id=id,
+        ts=book_ts if ts is None else ts,
+        opportunity_id="O",
+        opportunity_key="k",
+        strategy="xarb",
+        legs=legs,
+        size=size,
+        net_edge_micros=edge_per_contract * size,
+        net_edge_per_contract_micros=edge_per_contract,
+        book_ts=book_ts,
+    )

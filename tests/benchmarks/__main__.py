@@ -22,10 +22,11 @@ from libs.bus.admin import wait_idle
 from libs.ids import new_id, now_ns
 from libs.store.tables import book_tops_table
 from proto import codec, streams, subjects
-from proto.events import BookBatch, Decision, Intent, Leg
+from proto.events import BookBatch, Decision
 from services.ingest.service import book_subject
 from services.ingest.synthetic import SyntheticMarket
 from services.runtime import Stack
+from tests.factories import hedged_intent
 
 
 def line(name: str, value: float, unit: str) -> None:
@@ -104,39 +105,10 @@ async def intent_latency(home: Path, n: int = 2_000, rate: float = 1_000.0) -> t
                 done.set()
 
         await bus.subscribe(subjects.PAPER_DECISION_ALL, Decision, on_decision)
-        legs = [
-            Leg(
-                venue="polymarket",
-                instrument="BENCH",
-                outcome="yes",
-                size=10,
-                limit_px=4_000,
-                cost_micros=0,
-                fee_micros=0,
-            ),
-            Leg(
-                venue="kalshi",
-                instrument="BENCH",
-                outcome="no",
-                size=10,
-                limit_px=5_600,
-                cost_micros=0,
-                fee_micros=0,
-            ),
-        ]
         t0 = time.perf_counter()
         for i in range(n):
-            intent = Intent(
-                id=new_id(),
-                ts=now_ns(),
-                opportunity_id="o",
-                opportunity_key="bench",
-                strategy="xarb",
-                legs=legs,
-                size=10,
-                net_edge_micros=40_000,
-                net_edge_per_contract_micros=4_000,
-                book_ts=now_ns(),
+            intent = hedged_intent(
+                new_id(), "BENCH", yes_limit=4_000, no_limit=5_600, size=10, edge_per_contract=4_000, book_ts=now_ns()
             )
             await bus.publish(subjects.intent("xarb"), intent)
             delay = t0 + (i + 1) / rate - time.perf_counter()

@@ -9,8 +9,9 @@ import msgspec
 from libs.bus.admin import wait_idle
 from libs.config import Settings
 from proto import codec, streams, subjects
-from proto.events import BookBatch, Decision, Intent, Leg, PaperTrade
+from proto.events import BookBatch, Decision, Intent, PaperTrade
 from services.runtime import Stack
+from tests.factories import hedged_intent
 
 T = 1_765_000_000_000_000_000
 S = 1_000_000_000
@@ -24,14 +25,9 @@ def book(venue: str, ts: int, bid: int, ask: int, size: int) -> BookBatch:
 
 
 def intent(id: str, book_ts: int) -> Intent:
-    legs = [
-        Leg(venue="polymarket", instrument="EVT", outcome="yes", size=100, limit_px=4_500, cost_micros=0, fee_micros=0),
-        Leg(venue="kalshi", instrument="EVT", outcome="no", size=100, limit_px=5_000, cost_micros=0, fee_micros=0),
-    ]
-    return Intent(
-        id=id, ts=book_ts, opportunity_id="O", opportunity_key="k", strategy="xarb", legs=legs, size=100,
-        net_edge_micros=3_250_000, net_edge_per_contract_micros=32_500, book_ts=book_ts,
-    )  # fmt: skip
+    return hedged_intent(
+        id, "EVT", yes_limit=4_500, no_limit=5_000, size=100, edge_per_contract=32_500, book_ts=book_ts
+    )
 
 
 async def paper_output(stack: Stack) -> tuple[list[Decision], list[PaperTrade]]:

@@ -8,8 +8,9 @@ import pytest
 
 from libs.bookstate import BookHistory, Books, BookState
 from libs.fees import fee_models
-from proto.events import BookBatch, Intent, Leg
+from proto.events import BookBatch, Intent
 from services.paper.engine import NS_PER_DAY, Run, decide
+from tests import factories
 
 DAY0 = 20_000 * NS_PER_DAY
 
@@ -30,38 +31,10 @@ def books() -> Books:
 
 
 def intent(size: int = 50, edge_per_contract: int = 40_000, yes_limit: int = 4_000, no_limit: int = 5_500) -> Intent:
-    legs = [
-        Leg(
-            venue="polymarket",
-            instrument="FED",
-            outcome="yes",
-            size=size,
-            limit_px=yes_limit,
-            cost_micros=0,
-            fee_micros=0,
-        ),
-        Leg(
-            venue="kalshi",
-            instrument="FED",
-            outcome="no",
-            size=size,
-            limit_px=no_limit,
-            cost_micros=0,
-            fee_micros=0,
-        ),
-    ]
-    return Intent(
-        id="I1",
-        ts=5,
-        opportunity_id="O",
-        opportunity_key="k",
-        strategy="xarb",
-        legs=legs,
-        size=size,
-        net_edge_micros=edge_per_contract * size,
-        net_edge_per_contract_micros=edge_per_contract,
-        book_ts=DAY0 + 3_600 * 10**9,
-    )
+    return factories.hedged_intent(
+        "I1", "FED", yes_limit=yes_limit, no_limit=no_limit, size=size, edge_per_contract=edge_per_contract,
+        book_ts=DAY0 + 3_600 * 10**9, ts=5,
+    )  # fmt: skip
 
 
 def run(**kw: int) -> Run:

@@ -16,15 +16,7 @@ from proto.events import (
 from proto.schema_export import SCHEMA_DIR, render
 from tests import factories
 
-LEG = Leg(
-    venue="kalshi",
-    instrument="FED",
-    outcome="no",
-    size=10,
-    limit_px=5_300,
-    cost_micros=5_300_000,
-    fee_micros=170_000,
-)
+LEG = factories.LEG
 
 
 def book() -> BookBatch:
