@@ -75,6 +75,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """MT_ACK_WAIT_S: a message not acked within this is redelivered (e.g. after a crash)."""
     recorder_batch: int = 2_000
     """MT_RECORDER_BATCH: messages fetched per pull (each may carry many rows)."""
+    # sim
+    sim_concurrency: int = 0
+    """MT_SIM_CONCURRENCY: simulation runs a sim worker process runs at once (0: one per CPU)."""
+    sim_ack_wait_s: float = 900.0
+    """MT_SIM_ACK_WAIT_S: a task a worker took but did not finish returns to the queue after this."""
 
 
 _ENV: dict[str, tuple[str, type]] = {
@@ -103,10 +108,12 @@ _ENV: dict[str, tuple[str, type]] = {
     "MT_HTTP_PORT": ("http_port", int),
     "MT_ACK_WAIT_S": ("ack_wait_s", float),
     "MT_RECORDER_BATCH": ("recorder_batch", int),
+    "MT_SIM_CONCURRENCY": ("sim_concurrency", int),
+    "MT_SIM_ACK_WAIT_S": ("sim_ack_wait_s", float),
 }
 
 _CHOICES = {"log_format": {"console", "json"}, "log_level": {"debug", "info", "warning", "error"}}
-_POSITIVE = {"synth_rate", "max_pair_size", "recorder_batch", "detect_sync_timeout_ms", "ack_wait_s"}
+_POSITIVE = {"synth_rate", "max_pair_size", "recorder_batch", "detect_sync_timeout_ms", "ack_wait_s", "sim_ack_wait_s"}
 """Fields where zero makes no sense (a rate, a size, a batch, a wait)."""
 
 

@@ -12,17 +12,21 @@ from pathlib import Path
 import msgspec
 
 from proto.events import EVENT_TYPES
+from proto.sim import SIM_EVENT_TYPES, SimJobRequest, SimTask
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
+
+UNTAGGED: dict[str, type[msgspec.Struct]] = {"sim.task": SimTask, "sim.job_request": SimJobRequest}
+"""Wire structs without a `type` tag: the work item on `sim.work`, the `svc.sim.submit` body."""
 
 
 def render() -> dict[str, str]:
     """File name -> JSON text for every event type."""
+    kinds: dict[str, type[msgspec.Struct]] = {str(k.__struct_config__.tag): k for k in EVENT_TYPES + SIM_EVENT_TYPES}
     out: dict[str, str] = {}
-    for kind in EVENT_TYPES:
-        tag = kind.__struct_config__.tag
+    for name, kind in (kinds | UNTAGGED).items():
         schema = msgspec.json.schema(kind)
-        out[f"{tag}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        out[f"{name}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 
@@ -13,6 +15,9 @@ class StreamDef(msgspec.Struct, frozen=True, kw_only=True):
     max_age_s: float
     max_bytes: int = -1
     duplicate_window_s: float = 120.0
+    retention: Literal["limits", "workqueue"] = "limits"
+    """`limits`: kept until max_age/max_bytes, for every consumer; `workqueue`: a message is
+    removed once acked, so each one goes to exactly one worker of the consumer sharing it."""
 
 
 GiB = 1024**3
@@ -23,4 +28,12 @@ INTENT = StreamDef(name="INTENT", subjects=["intent.>"], max_age_s=7 * 24 * 3600
 PAPER = StreamDef(name="PAPER", subjects=["paper.>"], max_age_s=30 * 24 * 3600, max_bytes=GiB)
 DLQ = StreamDef(name="DLQ", subjects=["dlq.>"], max_age_s=30 * 24 * 3600, max_bytes=GiB)
 
-ALL: tuple[StreamDef, ...] = (MD, OPP, INTENT, PAPER, DLQ)
+SIM = StreamDef(name="SIM", subjects=["sim.job.>", "sim.calibration.>"], max_age_s=7 * 24 * 3600, max_bytes=8 * GiB)
+"""Simulation jobs, run statuses, results and calibrations: what the recorder stores. Results
+are bulky (~1-2 MB a full-day run): the byte limit bounds the stream, not ClickHouse."""
+SIMWORK = StreamDef(
+    name="SIMWORK", subjects=["sim.work"], max_age_s=7 * 24 * 3600, max_bytes=2 * GiB, retention="workqueue"
+)
+"""Simulation tasks (one `SimTask` per Monte Carlo run), shared by every sim worker."""
+
+ALL: tuple[StreamDef, ...] = (MD, OPP, INTENT, PAPER, DLQ, SIM, SIMWORK)

@@ -1,7 +1,9 @@
 """NATS subject names, read left to right from general to specific.
 
 `md.book.<venue>.<instrument>`, `md.trade.<venue>.<instrument>`, `opp.<strategy>`,
-`intent.<strategy>`, `paper.<kind>.<run_id>`, `dlq.<consumer>`, `svc.<service>.<verb>`.
+`intent.<strategy>`, `paper.<kind>.<run_id>`, `dlq.<consumer>`, `svc.<service>.<verb>`,
+`sim.job.<job_id>.<kind>` (job, status, result), `sim.calibration.<cal_hash>`, `sim.work` (the
+work queue) and `sim.progress.<job_id>` (core NATS only, not stored).
 A batch that mixes instruments is published with the instrument token `_multi`.
 """
 
@@ -52,6 +54,20 @@ def svc(service: str, verb: str) -> str:
     return f"svc.{token(service, 'service')}.{token(verb, 'verb')}"
 
 
+def sim_job(job_id: str, kind: str) -> str:
+    """`sim.job.<job_id>.<kind>`: kind is job, status or result."""
+    return f"sim.job.{token(job_id, 'job_id')}.{token(kind, 'kind')}"
+
+
+def sim_calibration(cal_hash: str) -> str:
+    return f"sim.calibration.{token(cal_hash, 'cal_hash')}"
+
+
+def sim_progress(job_id: str) -> str:
+    """Core NATS (not in any stream): throttled progress of a job's running sims."""
+    return f"sim.progress.{token(job_id, 'job_id')}"
+
+
 BOOK_ALL = "md.book.>"
 TRADE_ALL = "md.trade.>"
 OPP_ALL = "opp.>"
@@ -60,3 +76,11 @@ PAPER_DECISION_ALL = "paper.decision.>"
 PAPER_TRADE_ALL = "paper.trade.>"
 PAPER_RUN_ALL = "paper.run.>"
 DLQ_ALL = "dlq.>"
+SVC_SIM_ALL = "svc.sim.*"
+"""Every verb of the simulation job API (`svc.sim.<verb>`)."""
+SIM_WORK = "sim.work"
+SIM_JOB_ALL = "sim.job.>"
+SIM_JOB_JOBS = "sim.job.*.job"
+SIM_JOB_STATUS = "sim.job.*.status"
+SIM_CALIBRATION_ALL = "sim.calibration.>"
+SIM_PROGRESS_ALL = "sim.progress.>"

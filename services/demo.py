@@ -1,12 +1,15 @@
-"""The demo: the embedded stack on the Fed replay and the synthetic market, then the report.
+"""The demo: the embedded stack on the Fed replay and the synthetic market, then the report;
+then a Monte Carlo job on the simulator calibrated to the real AMZN day (a flash crash, with
+a TWAP and a VWAP sell measured against the baseline), through the job API and the workers.
 
-Also the end-to-end test's driver: it returns the Report it printed.
+Also the end-to-end tests' driver: it returns the Report it printed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 
 import msgspec
 
@@ -18,6 +21,12 @@ from services.report.summary import Report, build
 from services.runtime import Stack
 
 UP_ORDER = ["recorder", "report", "paper", "detect", "ingest"]
+SIM_ORDER = ["simjobs", "sim"]
+SIM_DEMO_ALGOS = [
+    {"type": "twap", "order_size": -20000, "horizon": "01:00:00", "start_time": "10:30:00", "frequency": "00:00:30"},
+    {"type": "vwap", "order_size": -20000, "horizon": "01:00:00", "start_time": "10:30:00", "frequency": "00:00:30"},
+]
+"""Sell 20,000 AMZN (about 2.5% of the day's volume) over an hour, evenly and by volume."""
 RECORDERS = [(stream, durable) for durable, stream, _, _ in RECORDER_CONSUMERS]
 
 
@@ -39,9 +48,15 @@ async def drain(stack: Stack, consumers: list[tuple[str, str]] | None = None, ti
 
 
 async def run_demo(
-    settings: Settings, synthetic_s: float = 15.0, replay_speed: float | None = None, synthetic_rate: float = 100.0
+    settings: Settings,
+    synthetic_s: float = 15.0,
+    replay_speed: float | None = None,
+    synthetic_rate: float = 100.0,
+    sim_runs: int = 0,
+    on_report: Callable[[Report], None] | None = None,
 ) -> Report:
-    """Replay the Fed market, run the synthetic market for `synthetic_s`, stop the run, report."""
+    """Replay the Fed market, run the synthetic market for `synthetic_s`, stop the run, report;
+    then, with `sim_runs` > 0, print the simulation job's summary."""
     settings = msgspec.structs.replace(settings, ingest_sources="", http_port=0)
     stack = await Stack.open(settings)
     try:
@@ -57,6 +72,34 @@ async def run_demo(
         await drain(stack)
         await stack.stop_service("paper")  # publishes the runs' final status
         await drain(stack, RECORDERS)
-        return await asyncio.to_thread(build, stack.store)
+        report = await asyncio.to_thread(build, stack.store)
+        if on_report is not None:
+            on_report(report)
+        if sim_runs > 0:
+            for name in SIM_ORDER:
+                await stack.start(name)
+            print(await asyncio.to_thread(simulation_demo, stack.nats_url, sim_runs), flush=True)
+        return report
     finally:
         await stack.close()
+
+
+def simulation_demo(nats_url: str, n_runs: int) -> str:
+    """Calibrate on the AMZN day, run a flash-crash job with two algos, summarise it."""
+    from libs.client import MarketTwin
+    from libs.data.lobster import load_lobster
+    from libs.data.paths import AMZN_DAY, data_dir
+    from libs.sim.calibration import calibrate
+    from libs.sim.summary import render_job
+
+    path = data_dir() / AMZN_DAY
+    if not path.exists():
+        return f"simulation: skipped, no LOBSTER day at {path} (set MT_DATA_DIR)"
+    real = calibrate(load_lobster(path)).stats
+    with MarketTwin(nats_url) as mt:
+        sim = mt.simulation
+        cal = sim.calibrate(path)
+        job = sim.run(cal["symbol"], cal["date"], n_runs=n_runs, scenario="flash_crash", exec_algos=SIM_DEMO_ALGOS)
+        sim.wait(job["job_id"], timeout_s=600)
+        title = f"simulation: {cal['symbol']} {cal['date']} (calibration {cal['cal_hash']}), flash_crash at 11:00"
+        return title + "\n" + render_job(sim.get_job_results(job["job_id"]), real)

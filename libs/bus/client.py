@@ -29,7 +29,7 @@ def stream_config(d: StreamDef) -> StreamConfig:
     return StreamConfig(
         name=d.name,
         subjects=list(d.subjects),
-        retention=RetentionPolicy.LIMITS,
+        retention=RetentionPolicy.WORK_QUEUE if d.retention == "workqueue" else RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         max_age=d.max_age_s,
         max_bytes=d.max_bytes,

@@ -10,12 +10,16 @@ chDB facts this module is shaped by:
   keyed by that name: two threads inserting concurrently under the same name can both
   read the first thread's table. Every insert therefore publishes its table under a
   fresh name (a module global, removed when the query returns).
+- chDB 4.x deadlocks when a query with `{name:Type}` parameters waits for the connection
+  while another thread's `INSERT … FROM Python(...)` needs the Python lock that query
+  holds. One lock per store serialises every query (chDB runs them one at a time anyway).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,16 +55,19 @@ class ChdbStore(Store):
             raise StoreError(f"chdb: cannot create data directory {self.path}: {exc}") from exc
         from chdb import session  # imported here: server-mode processes never load chDB
 
+        self._lock = threading.Lock()
         try:
             self._session = session.Session(str(self.path))
         except Exception as exc:
             raise _open_error(self.path, exc) from exc
 
     def _run(self, sql: str, params: Mapping[str, Any] | None) -> None:
-        self._session.query(sql, "CSV", params=format_params(params))
+        with self._lock:
+            self._session.query(sql, "CSV", params=format_params(params))
 
     def _select(self, sql: str, params: Mapping[str, Any] | None) -> pa.Table:
-        return self._session.query(sql, "ArrowTable", params=format_params(params))
+        with self._lock:
+            return self._session.query(sql, "ArrowTable", params=format_params(params))
 
     def _insert(self, table: str, data: pa.Table, dedup_token: str | None) -> None:
         name = _ARROW_NAME.format(next(_arrow_seq))
@@ -71,12 +78,14 @@ class ChdbStore(Store):
         sql = f"INSERT INTO {self._db}.{table} ({cols}){settings} SELECT {cols} FROM Python({name})"
         _scope[name] = data
         try:
-            self._session.query(sql, "CSV")
+            with self._lock:
+                self._session.query(sql, "CSV")
         finally:
             del _scope[name]
 
     def _close(self) -> None:
-        self._session.close()
+        with self._lock:
+            self._session.close()
 
 
 def _open_error(path: Path, exc: Exception) -> StoreError:

@@ -1,4 +1,4 @@
-"""Decoded events → Arrow tables shaped exactly like the ClickHouse tables (migration 0001).
+"""Decoded events → Arrow tables shaped exactly like the ClickHouse tables (migrations 0001, 0002).
 
 Pure functions, no I/O. The market-data builders are vectorised (numpy over all batches
 at once, no per-row Python); the event builders loop per event, which is fine at their
@@ -7,6 +7,7 @@ rates. Times become `timestamp[ns, UTC]` (DateTime64(9, 'UTC')), legs and checks
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Any
@@ -25,6 +26,7 @@ from proto.events import (
     RunStatus,
     TradeBatch,
 )
+from proto.sim import SimCalibration, SimJob, SimResult, SimResultPart, SimState, SimStatus
 
 TS = pa.timestamp("ns", tz="UTC")
 _I64 = pa.int64()
@@ -157,6 +159,79 @@ DEAD_LETTERS = pa.schema(
     ]
 )
 
+SIM_CALIBRATIONS = pa.schema(
+    [
+        ("symbol", _STR),
+        ("cal_date", pa.date32()),
+        ("cal_hash", _STR),
+        ("market", _STR),
+        ("stage", _STR),
+        ("status", _STR),
+        ("source", _STR),
+        ("created_at", TS),
+        ("calibration", pa.binary()),
+    ]
+)
+SIM_JOBS = pa.schema(
+    [
+        ("job_id", _STR),
+        ("ts", TS),
+        ("symbol", _STR),
+        ("cal_date", pa.date32()),
+        ("n_runs", pa.uint32()),
+        ("seed", _I64),
+        ("scenario", _STR),
+        ("cached", pa.uint8()),
+        ("request", _STR),
+        ("sim_ids", pa.list_(_STR)),
+    ]
+)
+SIM_STATUS = pa.schema(
+    [
+        ("job_id", _STR),
+        ("sim_id", _STR),
+        ("ts", TS),
+        ("version", pa.uint64()),
+        ("state", _STR),
+        ("error", _STR),
+    ]
+)
+SIM_FILES = pa.schema(
+    [
+        ("sim_id", _STR),
+        ("file", _STR),
+        ("part", pa.uint32()),
+        ("n_parts", pa.uint32()),
+        ("row0", pa.uint64()),
+        ("n_rows", pa.uint64()),
+        ("job_id", _STR),
+        ("ts", TS),
+    ]
+)
+SIM_METRICS = pa.schema([("sim_id", _STR), ("pos", pa.uint32()), ("name", _STR), ("value", pa.float64())])
+
+SIM_FILE_COLUMNS: dict[str, dict[str, str]] = {
+    "mid_price_by_min": {"ts": "<i8", "mid": "<f8", "volume": "<i8", "n_trades": "<i8"},
+    "trades": {"ts": "<i8", "price": "<i8", "qty": "<i8", "aggressor": "<i8", "is_algo": "<i8"},
+    "algo_fills": {"ts": "<i8", "price": "<i8", "qty": "<i8", "side": "<i8"},
+    "l1": {"ts": "<i8", "bid_px": "<i8", "bid_sz": "<i8", "ask_px": "<i8", "ask_sz": "<i8"},
+}
+"""Result file -> column -> the numpy dtype the engine writes ("ts" is UTC ns, stored as a time)."""
+SIM_RESULT_FILES: tuple[str, ...] = (*SIM_FILE_COLUMNS, "metrics")
+"""Every file a finished run has: the columnar ones and `metrics` (one row, a column per metric)."""
+SIM_FILE_TABLE: dict[str, str] = {name: f"sim_{name}" for name in SIM_FILE_COLUMNS} | {"metrics": "sim_metrics"}
+
+
+def _sim_file_schema(columns: dict[str, str]) -> pa.Schema:
+    types = {"<i8": _I64, "<f8": pa.float64()}
+    fields = [(name, TS if name == "ts" else types[dtype]) for name, dtype in columns.items()]
+    return pa.schema([("sim_id", _STR), ("row", pa.uint32()), *fields])
+
+
+SIM_FILE_SCHEMAS: dict[str, pa.Schema] = {
+    SIM_FILE_TABLE[name]: _sim_file_schema(cols) for name, cols in SIM_FILE_COLUMNS.items()
+}
+
 SCHEMAS: dict[str, pa.Schema] = {
     "book_tops": BOOK_TOPS,
     "md_trades": MD_TRADES,
@@ -166,10 +241,17 @@ SCHEMAS: dict[str, pa.Schema] = {
     "paper_trades": PAPER_TRADES,
     "paper_runs": PAPER_RUNS,
     "dead_letters": DEAD_LETTERS,
+    "sim_calibrations": SIM_CALIBRATIONS,
+    "sim_jobs": SIM_JOBS,
+    "sim_status": SIM_STATUS,
+    "sim_files": SIM_FILES,
+    "sim_metrics": SIM_METRICS,
+    **SIM_FILE_SCHEMAS,
 }
 """Arrow schema of every MarketTwin table, by table name."""
 
 _json = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
 
 
 # -- market data: columnar batches, vectorised ----------------------------------------------
@@ -350,6 +432,140 @@ def dead_letters_table(letters: Sequence[DeadLetter]) -> pa.Table:
     return _event_table(DEAD_LETTERS, letters, {})
 
 
+# -- simulation: jobs, statuses, calibrations, results -----------------------------------------
+
+STATE_RANK: dict[str, int] = {"queued": 0, "running": 1, "completed": 2, "error": 2}
+_RANK_STEP = 4_000_000_000_000_000_000
+"""Above any UTC ns time until 2096, and 3 steps still fit a UInt64."""
+
+
+def sim_status_version(state: SimState | str, ts: int) -> int:
+    """The `sim_status` version: the state's rank first (queued < running < finished), then time.
+
+    So the latest *meaningful* state wins: a "running" that arrives after "completed" (a
+    redelivered task) does not make a finished run look unfinished.
+    """
+    return STATE_RANK[state] * _RANK_STEP + int(ts)
+
+
+def _date(value: str) -> dt.date:
+    return dt.date.fromisoformat(value)
+
+
+def sim_calibrations_table(events: Sequence[SimCalibration]) -> pa.Table:
+    """One row per calibration event; the whole Calibration kept as MessagePack (NaN-safe)."""
+    rows = [e.calibration for e in events]
+    return pa.table(
+        {
+            "symbol": pa.array([c.symbol for c in rows], _STR),
+            "cal_date": pa.array([_date(c.cal_date) for c in rows], pa.date32()),
+            "cal_hash": pa.array([c.cal_hash for c in rows], _STR),
+            "market": pa.array([c.market for c in rows], _STR),
+            "stage": pa.array([c.stage for c in rows], _STR),
+            "status": pa.array([c.status for c in rows], _STR),
+            "source": pa.array([c.source for c in rows], _STR),
+            "created_at": pa.array([c.created_at for c in rows], _I64).cast(TS),
+            "calibration": pa.array([_msgpack.encode(c) for c in rows], pa.binary()),
+        },
+        schema=SIM_CALIBRATIONS,
+    )
+
+
+def sim_jobs_table(events: Sequence[SimJob]) -> pa.Table:
+    """One row per submitted job, with its sim ids."""
+    return _event_table(SIM_JOBS, events, {"cal_date": lambda e: _date(e.cal_date), "cached": lambda e: int(e.cached)})
+
+
+def sim_status_table(events: Sequence[SimStatus]) -> pa.Table:
+    """One row per status event; the table keeps the highest-ranked, then latest, per (job, sim)."""
+    return _event_table(SIM_STATUS, events, {"version": lambda e: sim_status_version(e.state, e.ts)})
+
+
+def _columns(what: str, file: str, columns: dict[str, bytes], dtypes: dict[str, str]) -> dict[str, np.ndarray]:
+    """A result file's raw columns as numpy arrays, checked against the file's known columns."""
+    want = SIM_FILE_COLUMNS[file]
+    missing = sorted(set(want) - set(columns))
+    extra = sorted(set(columns) - set(want))
+    if missing or extra:
+        raise ValueError(f"{what}: file {file!r} has columns {sorted(columns)}; expected {list(want)}")
+    out: dict[str, np.ndarray] = {}
+    for name, dtype in want.items():
+        got = dtypes.get(name)
+        if got != dtype:
+            raise ValueError(f"{what}: {file}.{name} has dtype {got!r}, expected {dtype!r}")
+        raw = columns[name]
+        if len(raw) % 8:
+            raise ValueError(f"{what}: {file}.{name} has {len(raw)} bytes, not a whole number of 8-byte values")
+        out[name] = np.frombuffer(raw, dtype=dtype)
+    lengths = {len(a) for a in out.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"{what}: {file} columns differ in length: { {k: len(v) for k, v in out.items()} }")
+    return out
+
+
+def sim_result_tables(events: Sequence[SimResult | SimResultPart]) -> dict[str, pa.Table]:
+    """Every result file's rows (one table per file, keyed by sim id and row), the metrics in
+    long form, and last the `sim_files` manifest of what was stored.
+
+    A malformed result (unknown file, missing or extra column, wrong dtype, ragged columns)
+    is a ValueError naming the sim, the file and the column.
+    """
+    pieces: dict[str, list[tuple[str, int, dict[str, np.ndarray]]]] = {f: [] for f in SIM_FILE_COLUMNS}
+    metrics: list[tuple[str, int, str, float]] = []
+    manifest: list[tuple[str, str, int, int, int, int, str, int]] = []
+    for ev in events:
+        if isinstance(ev, SimResult):
+            parts = [(name, 0, 1, 0, cols, ev.dtypes.get(name, {})) for name, cols in ev.files.items()]
+        else:
+            parts = [(ev.file, ev.part, ev.n_parts, ev.row0, ev.columns, ev.dtypes)]
+        for file, part, n_parts, row0, cols, dtypes in parts:
+            what = f"sim {ev.sim_id!r}"
+            if file == "metrics":
+                if isinstance(ev, SimResultPart):
+                    raise ValueError(f"{what}: metrics cannot come in parts")
+                bad = [k for k, v in dtypes.items() if v != "<f8"] + [k for k, v in cols.items() if len(v) != 8]
+                if bad:
+                    raise ValueError(f"{what}: metrics {bad} must be one float64 value each")
+                for pos, name in enumerate(cols):
+                    metrics.append((ev.sim_id, pos, name, float(np.frombuffer(cols[name], "<f8")[0])))
+                n_rows = 1
+            elif file in SIM_FILE_COLUMNS:
+                arrays = _columns(what, file, cols, dtypes)
+                n_rows = len(next(iter(arrays.values())))
+                pieces[file].append((ev.sim_id, row0, arrays))
+            else:
+                raise ValueError(f"{what}: unknown result file {file!r}; known: {', '.join(SIM_RESULT_FILES)}")
+            if not 0 <= part < n_parts:
+                raise ValueError(f"{what}: {file} part {part} outside 0..{n_parts - 1}")
+            manifest.append((ev.sim_id, file, part, n_parts, row0, n_rows, ev.job_id, ev.ts))
+    out: dict[str, pa.Table] = {}
+    for file, items in pieces.items():
+        if items:
+            out[SIM_FILE_TABLE[file]] = _file_table(file, items)
+    if metrics:
+        sim, pos, name, value = zip(*metrics, strict=True)
+        out["sim_metrics"] = pa.table(
+            {"sim_id": sim, "pos": pos, "name": name, "value": pa.array(value, pa.float64())}, schema=SIM_METRICS
+        )
+    if manifest:
+        columns = dict(zip(SIM_FILES.names, zip(*manifest, strict=True), strict=True))
+        out["sim_files"] = pa.table({f.name: pa.array(columns[f.name], f.type) for f in SIM_FILES}, schema=SIM_FILES)
+    return out
+
+
+def _file_table(file: str, items: list[tuple[str, int, dict[str, np.ndarray]]]) -> pa.Table:
+    """Rows of many sims' pieces of one file, vectorised: one concatenation per column."""
+    lengths = np.array([len(next(iter(a.values()))) for _, _, a in items], dtype=np.int64)
+    starts = np.repeat(np.array([row0 for _, row0, _ in items], dtype=np.int64) - np.cumsum(lengths) + lengths, lengths)
+    rows = (np.arange(int(lengths.sum()), dtype=np.int64) + starts).astype(np.uint32)
+    sim_ids = pa.array([sim for sim, _, _ in items], _STR).take(pa.array(np.repeat(np.arange(len(items)), lengths)))
+    columns: dict[str, Any] = {"sim_id": sim_ids, "row": rows}
+    for name in SIM_FILE_COLUMNS[file]:
+        values = np.concatenate([a[name] for _, _, a in items])
+        columns[name] = _ts(values) if name == "ts" else values
+    return pa.table(columns, schema=SIM_FILE_SCHEMAS[SIM_FILE_TABLE[file]])
+
+
 TABLE_FOR_EVENT: dict[type, tuple[str, Callable[[Any], pa.Table]]] = {
     BookBatch: ("book_tops", book_tops_table),
     TradeBatch: ("md_trades", md_trades_table),
@@ -359,5 +575,22 @@ TABLE_FOR_EVENT: dict[type, tuple[str, Callable[[Any], pa.Table]]] = {
     PaperTrade: ("paper_trades", paper_trades_table),
     RunStatus: ("paper_runs", paper_runs_table),
     DeadLetter: ("dead_letters", dead_letters_table),
+    SimCalibration: ("sim_calibrations", sim_calibrations_table),
+    SimJob: ("sim_jobs", sim_jobs_table),
+    SimStatus: ("sim_status", sim_status_table),
 }
 """Event class → (table name, builder taking a list of such events)."""
+
+TABLES_FOR_EVENT: dict[type, Callable[[Any], dict[str, pa.Table]]] = {
+    SimResult: sim_result_tables,
+    SimResultPart: sim_result_tables,
+}
+"""Event class → builder of several tables (a run's result fills one table per file)."""
+
+
+def build_tables(kind: type, events: Sequence[Any]) -> dict[str, pa.Table]:
+    """Table name → Arrow table for a group of events of one class, in insert order."""
+    if kind in TABLES_FOR_EVENT:
+        return TABLES_FOR_EVENT[kind](events)
+    table, build = TABLE_FOR_EVENT[kind]
+    return {table: build(events)}

@@ -10,7 +10,6 @@ replayed. Polymarket depths are fractional shares, floored to whole contracts.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from libs.data.paths import data_dir
 from libs.ids import new_id, now_ns
 from proto.events import BookBatch
 from proto.units import PRICE_SCALE
@@ -37,15 +37,6 @@ VENUE_COLUMNS = tuple(
 REQUIRED_COLUMNS = (TS_COLUMN, *VENUE_COLUMNS)
 _MAX_DEPTH = 2.0**53
 """Depths at or above this are out of range (not exact as floats, nor plausible)."""
-
-
-def data_dir() -> Path:
-    """The shared data folder: `MT_DATA_DIR` if set, else `<repo>/../shared/data`."""
-    env = os.environ.get("MT_DATA_DIR")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[2]
-    return repo.parent / "shared" / "data"
 
 
 def default_path() -> Path:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from libs.bus import PullConsumer
-from libs.store.tables import TABLE_FOR_EVENT
+from libs.store.tables import build_tables
 from proto import streams, subjects
 from proto.events import (
     BookBatch,
@@ -25,6 +25,7 @@ from proto.events import (
     RunStatus,
     TradeBatch,
 )
+from proto.sim import AnySimEvent, SimCalibration, SimJob, SimResult, SimResultPart, SimStatus
 from services.runtime import Service
 
 MAX_PULL_BYTES = 16 * 1024 * 1024
@@ -43,7 +44,12 @@ CONSUMERS: tuple[tuple[str, str, list[str], Any], ...] = (
         Decision | PaperTrade | RunStatus,
     ),
     ("recorder-dlq", streams.DLQ.name, [subjects.DLQ_ALL], DeadLetter),
+    ("recorder-sim", streams.SIM.name, [subjects.SIM_JOB_ALL, subjects.SIM_CALIBRATION_ALL], AnySimEvent),
 )
+
+INSERT_ORDER: dict[type, int] = {SimCalibration: 0, SimJob: 1, SimResult: 2, SimResultPart: 2, SimStatus: 9}
+"""Within one group, sim results go in before statuses: a stored `completed` implies stored results
+(a worker publishes a run's results before its status, and a group is acked only when all is in)."""
 
 
 class RecorderService(Service):
@@ -79,12 +85,14 @@ class RecorderService(Service):
         by_type: dict[type, list[Any]] = defaultdict(list)
         for ev in events:
             by_type[type(ev)].append(ev)
-        for kind, group in by_type.items():
-            table, build = TABLE_FOR_EVENT[kind]
-            data = build(group)
-            token = f"{table}:{_event_key(group[0])}:{_event_key(group[-1])}:{len(group)}"
-            n = await asyncio.to_thread(self.store.insert_arrow, table, data, token)
-            self.rows_written[table] += n
+        if SimResult in by_type and SimResultPart in by_type:  # one builder makes both kinds' tables
+            by_type[SimResult] += by_type.pop(SimResultPart)
+        for kind in sorted(by_type, key=lambda k: INSERT_ORDER.get(k, 1)):
+            group = by_type[kind]
+            for table, data in build_tables(kind, group).items():
+                token = f"{table}:{_event_key(group[0])}:{_event_key(group[-1])}:{len(group)}"
+                n = await asyncio.to_thread(self.store.insert_arrow, table, data, token)
+                self.rows_written[table] += n
 
 
 def _event_key(ev: Any) -> str:

@@ -5,11 +5,19 @@
   update per message (the unbatched peer) and the parts alone (publish, chDB insert).
 - paper.intent_to_decision_*: an intent published to JetStream until its decision arrives
   back on NATS, through the paper service, at a steady rate.
+- lob.*: matching-engine operations per second on replayed real flow and a synthetic mix,
+  beside peers' published figures (`tests/benchmarks/lob.py`).
+- sim.*: a calibrated full day on one core, Monte Carlo throughput, a 100-run job through
+  the NATS work queue, and the stylised facts beside the real day's (`tests/benchmarks/sim.py`).
+
+The lob and sim figures need `../shared/data` (or MT_DATA_DIR); without it they are skipped
+with a line saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -149,6 +157,16 @@ async def main() -> None:
         line("paper.intent_to_decision_p50", p50, "ms")
         line("paper.intent_to_decision_p99", p99, "ms")
         line("paper.intents_per_s_offered", achieved, "intents/s")
+    data_dir = Path(os.environ.get("MT_DATA_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+    if not data_dir.is_dir():
+        print(f"lob.*, sim.*: skipped, no market data at {data_dir} (set MT_DATA_DIR)", flush=True)
+        return
+    from tests.benchmarks import lob, sim
+
+    for name, value, unit in lob.run():
+        line(name, value, unit)
+    for name, value, unit in sim.run(data_dir):
+        line(name, value, unit)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Readers for recorded market-data files (LOBSTER, Bitstamp L3) into numpy columns."""
