@@ -630,44 +630,51 @@ def apply_ops(
 # --------------------------------------------------------------------------- queries
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _side_of(book: Book, side: int) -> tuple[int, int]:
+    """(row of `sides`, number of levels) for a side."""
+    if side == BUY:
+        return 0, book.meta[M_NBID]
+    return 1, book.meta[M_NASK]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _top(book: Book, side: int, field: int) -> int:
+    si, n = _side_of(book, side)
+    return book.levels[book.sides[si, n - 1], field] if n > 0 else 0
+
+
 @njit(cache=True, nogil=True)
 def best_bid(book: Book) -> int:
     """Best bid price, 0 when there are no bids."""
-    n = book.meta[M_NBID]
-    return book.levels[book.sides[0][n - 1], L_PRICE] if n > 0 else 0
+    return _top(book, BUY, L_PRICE)
 
 
 @njit(cache=True, nogil=True)
 def best_ask(book: Book) -> int:
     """Best ask price, 0 when there are no asks."""
-    n = book.meta[M_NASK]
-    return book.levels[book.sides[1][n - 1], L_PRICE] if n > 0 else 0
+    return _top(book, SELL, L_PRICE)
 
 
 @njit(cache=True, nogil=True)
 def best_bid_size(book: Book) -> int:
-    n = book.meta[M_NBID]
-    return book.levels[book.sides[0][n - 1], L_QTY] if n > 0 else 0
+    """Shares at the best bid (0 when none)."""
+    return _top(book, BUY, L_QTY)
 
 
 @njit(cache=True, nogil=True)
 def best_ask_size(book: Book) -> int:
-    n = book.meta[M_NASK]
-    return book.levels[book.sides[1][n - 1], L_QTY] if n > 0 else 0
+    """Shares at the best ask (0 when none)."""
+    return _top(book, SELL, L_QTY)
 
 
 @njit(cache=True, nogil=True)
 def depth(book: Book, side: int, n_levels: int, out_px: np.ndarray, out_qty: np.ndarray) -> int:
     """Write the best `n_levels` levels of a side (best first); returns how many exist."""
-    if side == BUY:
-        arr = book.sides[0]
-        n = book.meta[M_NBID]
-    else:
-        arr = book.sides[1]
-        n = book.meta[M_NASK]
+    si, n = _side_of(book, side)
     k = n if n < n_levels else n_levels
     for i in range(k):
-        lv = arr[n - 1 - i]
+        lv = book.sides[si, n - 1 - i]
         out_px[i] = book.levels[lv, L_PRICE]
         out_qty[i] = book.levels[lv, L_QTY]
     return k
@@ -676,16 +683,11 @@ def depth(book: Book, side: int, n_levels: int, out_px: np.ndarray, out_qty: np.
 @njit(cache=True, nogil=True)
 def side_volume(book: Book, side: int, n_levels: int) -> int:
     """Shares resting in the best `n_levels` levels of a side."""
-    if side == BUY:
-        arr = book.sides[0]
-        n = book.meta[M_NBID]
-    else:
-        arr = book.sides[1]
-        n = book.meta[M_NASK]
+    si, n = _side_of(book, side)
     k = n if n < n_levels else n_levels
     total = 0
     for i in range(k):
-        total += book.levels[arr[n - 1 - i], L_QTY]
+        total += book.levels[book.sides[si, n - 1 - i], L_QTY]
     return total
 
 

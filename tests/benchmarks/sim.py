@@ -7,7 +7,9 @@ about 0.5-0.64 million kernel messages, 26-40 k messages/s.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,6 +58,43 @@ def twap_tasks(cal: Calibration, n_runs: int) -> list[SimTask]:
     return tasks
 
 
+TWAP = {"type": "twap", "order_size": -50000, "horizon": "02:00:00", "start_time": "10:00:00", "frequency": "00:00:30"}
+
+
+async def stack_job(home: Path, day: Path, n_runs: int = 100) -> tuple[float, float]:
+    """A job of n_runs with one TWAP submitted through NATS to the job API, run by one sim
+    worker process-worth of slots (one per core) on the work queue, every result stored by
+    the recorder: seconds from submit until complete, and until every result is in ClickHouse."""
+    from libs import config
+    from libs.bus.admin import wait_idle
+    from libs.client import MarketTwin
+    from services.recorder.service import CONSUMERS
+    from services.runtime import Stack
+
+    settings = config.load({}, home=home, http_port=0)
+    stack = await Stack.open(settings)
+    try:
+        for name in ("recorder", "simjobs", "sim"):
+            await stack.start(name)
+        mt = await asyncio.to_thread(MarketTwin, stack.nats_url)
+        try:
+            sim = mt.simulation
+            cal = await asyncio.to_thread(sim.calibrate, day)
+            t0 = time.perf_counter()
+            job = await asyncio.to_thread(sim.run, cal["symbol"], cal["date"], n_runs, 42, "normal", None, [TWAP])
+            status = await asyncio.to_thread(sim.wait, job["job_id"], None, 0.2, 600.0)
+            done = time.perf_counter() - t0
+            if status["status_summary"].get("completed", 0) != 2 * n_runs:
+                raise RuntimeError(f"benchmark job did not complete: {status['status_summary']}")
+            recorders = [(stream, durable) for durable, stream, _, _ in CONSUMERS]
+            await wait_idle(stack.buses[0], recorders, timeout_s=600, quiet_s=0.1)
+            return done, time.perf_counter() - t0
+        finally:
+            await asyncio.to_thread(mt.close)
+    finally:
+        await stack.close()
+
+
 def run(data_dir: Path) -> list[tuple[str, float, str]]:
     """Every figure as (name, value, unit)."""
     out: list[tuple[str, float, str]] = []
@@ -85,6 +124,11 @@ def run(data_dir: Path) -> list[tuple[str, float, str]]:
     elapsed = time.perf_counter() - t0
     out.append((f"sim.mc_job_100_runs_twap_s (in-process, {cores} threads)", elapsed, "s"))
     out.append((f"sim.mc_runs_per_min ({cores} cores)", len(tasks) / elapsed * 60.0, "runs/min"))
+    with tempfile.TemporaryDirectory() as tmp:
+        done, stored = asyncio.run(stack_job(Path(tmp), data_dir / AMZN))
+    out.append(("sim.mc_job_100_runs_twap_via_nats_s (submit to complete)", done, "s"))
+    out.append(("sim.mc_job_100_runs_twap_via_nats_stored_s (every result in ClickHouse)", stored, "s"))
+    out.append(("sim.mc_job_runs_per_min_via_nats", 200 / done * 60.0, "runs/min"))
 
     facts = np.array(
         [[getattr(simulate_day(cal, 1000 + s).stats(), f) for f in STYLISED_FACTS] for s in range(20)], np.float64

@@ -236,9 +236,7 @@ async def test_the_same_request_twice_gives_bit_identical_results(
     assert np.array_equal(a[base_id]["l1"]["bid_px"][:100], a[algo_id]["l1"]["bid_px"][:100])
 
 
-async def test_two_worker_services_share_the_queue(
-    stack: Stack, client: MarketTwin, amzn_path: Path
-) -> None:
+async def test_two_worker_services_share_the_queue(stack: Stack, client: MarketTwin, amzn_path: Path) -> None:
     sim = client.simulation
     await start_api_and_calibrate(stack, client, amzn_path)
     workers: list[SimWorkerService] = []
@@ -343,9 +341,7 @@ async def test_an_engine_failure_ends_as_error_with_the_reason(
     assert stored == [("error", status["errors"][algo])]
 
 
-async def test_a_task_every_worker_abandons_ends_as_error(
-    stack: Stack, client: MarketTwin, amzn_path: Path
-) -> None:
+async def test_a_task_every_worker_abandons_ends_as_error(stack: Stack, client: MarketTwin, amzn_path: Path) -> None:
     sim = client.simulation
     await start_api_and_calibrate(stack, client, amzn_path)
     stack.settings = msgspec.structs.replace(stack.settings, sim_ack_wait_s=1.0)
