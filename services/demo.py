@@ -1,6 +1,7 @@
 """The demo: the embedded stack on the Fed replay and the synthetic market, then the report;
-then a Monte Carlo job on the simulator calibrated to the real AMZN day (a flash crash, with
-a TWAP and a VWAP sell measured against the baseline), through the job API and the workers.
+then Monte Carlo jobs on the simulator calibrated to the real AMZN day (a normal day with a
+TWAP and a VWAP sell measured against the baseline, and a flash crash), through the job API
+and the workers.
 
 Also the end-to-end tests' driver: it returns the Report it printed.
 """
@@ -85,7 +86,8 @@ async def run_demo(
 
 
 def simulation_demo(nats_url: str, n_runs: int) -> str:
-    """Calibrate on the AMZN day, run a flash-crash job with two algos, summarise it."""
+    """Calibrate on the AMZN day; run a normal-day job with two algos (and the calibration's
+    verdict on the simulated days) and a flash-crash job; summarise both."""
     from libs.client import MarketTwin
     from libs.data.lobster import load_lobster
     from libs.data.paths import AMZN_DAY, data_dir
@@ -99,7 +101,16 @@ def simulation_demo(nats_url: str, n_runs: int) -> str:
     with MarketTwin(nats_url) as mt:
         sim = mt.simulation
         cal = sim.calibrate(path)
-        job = sim.run(cal["symbol"], cal["date"], n_runs=n_runs, scenario="flash_crash", exec_algos=SIM_DEMO_ALGOS)
-        sim.wait(job["job_id"], timeout_s=600)
-        title = f"simulation: {cal['symbol']} {cal['date']} (calibration {cal['cal_hash']}), flash_crash at 11:00"
-        return title + "\n" + render_job(sim.get_job_results(job["job_id"]), real)
+        normal = sim.run(cal["symbol"], cal["date"], n_runs=n_runs, scenario="normal", exec_algos=SIM_DEMO_ALGOS)
+        crash = sim.run(cal["symbol"], cal["date"], n_runs=n_runs, scenario="flash_crash")
+        for job in (normal, crash):
+            sim.wait(job["job_id"], timeout_s=600)
+        title = f"simulation: {cal['symbol']} {cal['date']} (calibration {cal['cal_hash']})"
+        return "\n".join(
+            [
+                f"{title}, a normal day; TWAP and VWAP sell 20,000 shares 10:30-11:30",
+                render_job(sim.get_job_results(normal["job_id"]), real),
+                f"{title}, flash_crash at 11:00 (15x the resting bid liquidity in 30 s)",
+                render_job(sim.get_job_results(crash["job_id"])),
+            ]
+        )

@@ -97,8 +97,9 @@ N_STREAMS = 32
     P_MM_REQUOTE,
     P_IMPACT_LAMBDA,
     P_IMPACT_HALFLIFE,
+    P_VALUE_IMPACT_SHARE,
     P_COUNT,
-) = range(43)
+) = range(44)
 
 # heap payload kinds
 H_ORDER = 0
@@ -287,7 +288,8 @@ def run_day(
     impact_hl = P[P_IMPACT_HALFLIFE]
     alpha_hl = P[P_MEANREV_HALFLIFE]
 
-    send = np.zeros((2 * levels + 2, 7), np.float64)
+    send = np.zeros((2 * levels + 2, 8), np.float64)  # kind, side, price, qty, owner, life_ms, latency, jitter u
+    mm_jit = np.zeros(2 * levels, np.float64)
     t = t_open
     while True:
         # the next event: the earliest of every clock
@@ -355,6 +357,8 @@ def run_day(
             u4 = draw(seed, counters, stream)
             u5 = draw(seed, counters, stream)
             u6 = draw(seed, counters, stream)
+            u_jit = draw(seed, counters, stream)
+            send[0, 7] = u_jit
             agent = min(int(u0 * n_ag), n_ag - 1)
             owner = pop * OWNER_BASE + agent
             next_wake[which] = t + exponential(draw(seed, counters, S_CLOCK + pop)) / (base_rate[which] * act)
@@ -393,7 +397,7 @@ def run_day(
                     if send[n_send, 0] != 0:
                         n_send += 1
                 elif pop == VALUE:
-                    est = f_now + P[P_VALUE_OBS_NOISE] * normal(u1, u2)
+                    est = f_now + P[P_VALUE_IMPACT_SHARE] * impact + P[P_VALUE_OBS_NOISE] * normal(u1, u2)
                     qty = int(quantile(trade_size_q, u3) + 0.5)
                     qty = max(qty, 1)
                     pos = value_pos[agent]
@@ -421,16 +425,17 @@ def run_day(
                         n_send += 1
                 elif pop == MOMENTUM or pop == MEANREV:
                     k_now = int(t - t_open)
-                    if pop == MOMENTUM and k_now >= 60 and next_l1 >= 60:
-                        j0 = next_l1 - 60
-                        old = 0.5 * (l1[j0, 0] + l1[j0, 2])
-                        signal = (mid - old) / (P[P_MINUTE_VOL] * mid)
+                    if pop == MOMENTUM:
+                        # a one-sided book (now or a minute ago) has no mid to compare
+                        signal = 0.0
                         thr = P[P_MOM_THRESHOLD]
+                        j0 = next_l1 - 60
+                        if k_now >= 60 and j0 >= 0 and l1[j0, 0] > 0 and l1[j0, 2] > 0 and bb > 0 and ba > 0:
+                            old = 0.5 * (l1[j0, 0] + l1[j0, 2])
+                            signal = (mid - old) / (P[P_MINUTE_VOL] * mid)
                     else:
                         signal = -(mid - ewma) / (P[P_MINUTE_VOL] * mid)
                         thr = P[P_MEANREV_THRESHOLD]
-                        if pop == MOMENTUM:
-                            signal = 0.0
                     if signal > thr or signal < -thr:
                         qty = int(quantile(trade_size_q, u3) + 0.5)
                         send[n_send, 0] = core.OP_MARKET
@@ -445,6 +450,8 @@ def run_day(
             u1 = draw(seed, counters, stream)
             u2 = draw(seed, counters, stream)
             u3 = draw(seed, counters, stream)
+            for jj in range(2 * levels):
+                mm_jit[jj] = draw(seed, counters, stream)
             mm_next[m] = t + P[P_MM_PERIOD] * (0.5 + u3)
             if open_now:
                 ref = f_now + impact + P[P_MM_OBS_NOISE] * normal(u1, u2) - P[P_MM_SKEW] * mm_inv[m] * tick
@@ -481,6 +488,7 @@ def run_day(
                         send[n_send, 4] = owner
                         send[n_send, 5] = 0.0
                         send[n_send, 6] = P[P_LAT_MM]
+                        send[n_send, 7] = mm_jit[j]
                         mm_px[m, j] = px
                         # remember which quote slot this order fills (set when sent below)
                         mm_oid[m, j] = -(n_send + 1)
@@ -570,6 +578,7 @@ def run_day(
                 send[n_send, 3] = qty
                 send[n_send, 4] = SCENARIO * OWNER_BASE
                 send[n_send, 6] = P[P_LAT_EXT]
+                send[n_send, 7] = draw(seed, counters, S_DECIDE + SCENARIO)
                 n_send += 1
         elif which == 300:
             # algo child: an IOC within a collar of the touch; what it misses carries over
@@ -589,6 +598,7 @@ def run_day(
                 send[n_send, 3] = qty
                 send[n_send, 4] = ALGO * OWNER_BASE
                 send[n_send, 6] = P[P_LAT_EXT]
+                send[n_send, 7] = draw(seed, counters, S_DECIDE + ALGO)
                 n_send += 1
 
         # send: every order travels through the heap with its latency
@@ -618,7 +628,7 @@ def run_day(
                     if mm_oid[m, jj] == -(j + 1):
                         mm_oid[m, jj] = next_oid
             next_oid += 1
-            jitter = P[P_LAT_JITTER] * exponential(draw(seed, counters, S_CLOCK + 15))
+            jitter = P[P_LAT_JITTER] * exponential(send[j, 7])
             hn = _heap_push(ht, hv, hn, t + send[j, 6] + jitter, v)
 
         # drain the book's trades into the day's record

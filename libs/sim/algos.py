@@ -62,6 +62,8 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_FREQUENCY = "00:00:01"
 MAX_CHILDREN = 100_000
+MAX_ORDER_SIZE = 1_000_000_000
+"""A parent order larger than this is a typo, not an execution."""
 """Most child orders one algo may send (one a second over a whole XNYS day is 23,400)."""
 OFFSET_STREAM = 0xA160
 """Spawn key of the random-offset stream, so it is not the engine's own Generator(seed) stream."""
@@ -144,6 +146,13 @@ def _parse_sliced(
         offset_s = frequency if offset else 0.0
     else:
         offset_s = parse_duration(offset, name="random_offset")
+        if offset_s > frequency:
+            raise ValueError(
+                f"random_offset {offset_s:g}s is longer than the frequency {frequency:g}s: "
+                "children would overtake each other (and the last could pass the horizon)"
+            )
+    if abs(size) > MAX_ORDER_SIZE:
+        raise ValueError(f"order_size {abs(size)} is more than {MAX_ORDER_SIZE:,} shares")
     return AlgoSpec(
         type=cast(AlgoType, kind),
         side=side,
@@ -292,8 +301,8 @@ def _parse_date(cal_date: str) -> dt.date:
 def _parse_side(value: object) -> int | None:
     if value is None:
         return None
-    if isinstance(value, str) and value in ("buy", "sell"):
-        return 1 if value == "buy" else -1
+    if isinstance(value, str) and value.lower() in ("buy", "sell"):
+        return 1 if value.lower() == "buy" else -1
     raise ValueError(f"side must be 'buy' or 'sell', got {value!r}")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 import time
 
@@ -162,3 +163,32 @@ def _quantiles(x: np.ndarray) -> list[float]:
     if x.size == 0:
         raise ValueError("no values to take quantiles of")
     return np.quantile(x.astype(np.float64), QUANTILES).tolist()
+
+
+def check_calibration(cal: Calibration) -> None:
+    """Refuse a calibration the engine could not run (one arriving from outside, e.g. over the
+    job API): ValueError naming every bad field."""
+    errors: list[str] = []
+    if cal.tick <= 0:
+        errors.append(f"tick must be positive, got {cal.tick}")
+    if cal.open_mid <= 0:
+        errors.append(f"open_mid must be a positive price, got {cal.open_mid}")
+    stats = msgspec.structs.asdict(cal.stats)
+    for name in ("spread_ticks_mean", "depth_touch_mean", "limit_rate_per_s", "trade_rate_per_s", "minute_vol_bps"):
+        value = stats[name]
+        if not (math.isfinite(value) and value > 0):
+            errors.append(f"stats.{name} must be a positive number, got {value!r}")
+    if not (math.isfinite(cal.cancel_lifetime_s) and cal.cancel_lifetime_s > 0):
+        errors.append(f"cancel_lifetime_s must be a positive number, got {cal.cancel_lifetime_s!r}")
+    for name in ("limit_offset_ticks", "order_size_q", "trade_size_q"):
+        q = np.asarray(getattr(cal, name), np.float64)
+        if q.size != len(QUANTILES) or not np.isfinite(q).all() or (np.diff(q) < 0).any():
+            errors.append(f"{name} must be {len(QUANTILES)} finite, non-decreasing quantiles")
+        elif name != "limit_offset_ticks" and q[0] <= 0:
+            errors.append(f"{name} must be positive sizes, got a minimum of {q[0]:g}")
+    for name in ("volume_profile", "activity_profile"):
+        p = np.asarray(getattr(cal, name), np.float64)
+        if not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+            errors.append(f"{name} must be finite, non-negative and not all zero")
+    if errors:
+        raise ValueError(f"calibration {cal.symbol} {cal.cal_date}: " + "; ".join(errors))

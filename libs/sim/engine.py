@@ -15,7 +15,7 @@ import numpy as np
 from libs.lob.core import new_book
 from libs.sim import abm
 from libs.sim.algos import algo_children
-from libs.sim.exec_metrics import exec_metrics
+from libs.sim.exec_metrics import asof, exec_metrics
 from libs.sim.params import AgentParams, exogenous_paths, kernel_params, truncated_quantiles
 from libs.sim.scenarios import scenario_children
 from libs.sim.sessions import in_session, to_utc_ns, windows
@@ -24,6 +24,8 @@ from proto.sim import AlgoSpec, Calibration, DayStats, ScenarioSpec, SimTask
 from proto.units import PRICE_SCALE
 
 FILES = ("mid_price_by_min", "trades", "algo_fills", "l1", "metrics")
+SCENARIO_WINDOW_S = 600.0
+"""A scenario's price move is measured over this long after its start."""
 """The output files of every run (`get_sim_data(sim_id, file=...)`)."""
 
 
@@ -133,8 +135,10 @@ class SimRun:
     metrics: dict[str, float]
 
 
-def day_metrics(day: SimDay) -> dict[str, float]:
-    """Market statistics of a simulated day, flat, for the metrics file."""
+def day_metrics(day: SimDay, scenario: ScenarioSpec | None = None) -> dict[str, float]:
+    """Market statistics of a simulated day, flat, for the metrics file; with a scenario, how
+    far it moved the price (its direction, within `SCENARIO_WINDOW_S` of its start) and how
+    much of the injection traded."""
     out = {f"market.{k}": float(v) for k, v in msgspec.structs.asdict(day.stats()).items()}
     c = day.counters
     out["market.n_trades"] = float(len(day.trades))
@@ -144,7 +148,18 @@ def day_metrics(day: SimDay) -> dict[str, float]:
     out["market.dropped_outside_hours"] = float(c[abm.C_DROPPED])
     out["market.events"] = float(c[abm.C_EVENTS])
     out["scenario.injected_qty"] = float(c[abm.C_SCEN_QTY])
+    # what the injection really traded: market orders that find the side empty go unfilled
+    scen = day.trades[:, abm.TR_TAKER_POP] == abm.SCENARIO
+    out["scenario.filled_qty"] = float(day.trades[scen, abm.TR_QTY].sum())
     mid = day.mid()
+    if scenario is not None and scenario.side != 0:
+        at_start = asof(day.l1_t, mid, scenario.start_s)
+        window = (day.l1_t > scenario.start_s) & (day.l1_t <= scenario.start_s + SCENARIO_WINDOW_S)
+        path = mid[window & np.isfinite(mid)]
+        out["scenario.move_bps"] = np.nan
+        if path.size:
+            extreme = path.max() if scenario.side > 0 else path.min()
+            out["scenario.move_bps"] = float(scenario.side * (extreme - at_start) / at_start * 1e4)
     ok = np.isfinite(mid)
     if ok.any():
         out["market.close_mid"] = float(mid[ok][-1]) / PRICE_SCALE
@@ -157,11 +172,12 @@ def algo_metrics(day: SimDay, base: SimDay, algo: AlgoSpec) -> dict[str, float]:
     """Execution metrics of the algo run `day` against its baseline `base` (same seed)."""
     fills = day.algo_fills()
     t_children, qty = algo_children(algo, day.calibration.market, day.calibration.volume_profile, day.seed)
-    start = float(t_children[0]) if len(t_children) else algo.start_s
+    # the decision time: the algo's start (a css: its first scheduled order), not its first child
+    start = algo.start_s if algo.type != "css" else float(min(algo.schedule_s, default=algo.start_s))
     end = algo.start_s + algo.horizon_s if algo.type != "css" else float(max(algo.schedule_s, default=start))
     path_t = day.l1_t
     base_mid = base.mid()
-    arrival = _asof(path_t, base_mid, start)
+    arrival = asof(path_t, base_mid, start)
     m = exec_metrics(
         algo.side,
         int(algo.order_size),
@@ -181,13 +197,6 @@ def algo_metrics(day: SimDay, base: SimDay, algo: AlgoSpec) -> dict[str, float]:
     out["algo.scheduled_qty"] = float(np.sum(qty))
     out["algo.unfilled_qty"] = float(algo.order_size - fills[:, abm.TR_QTY].sum())
     return out
-
-
-def _asof(t: np.ndarray, v: np.ndarray, at: float) -> float:
-    i = int(np.searchsorted(t, at, side="right")) - 1
-    while i >= 0 and not np.isfinite(v[i]):
-        i -= 1
-    return float(v[i]) if i >= 0 else float("nan")
 
 
 def day_files(day: SimDay, metrics: dict[str, float]) -> dict[str, dict[str, np.ndarray]]:
@@ -210,7 +219,7 @@ def day_files(day: SimDay, metrics: dict[str, float]) -> dict[str, dict[str, np.
     return {
         "mid_price_by_min": {
             "ts": to_utc_ns(cal.cal_date, market, starts),
-            "mid": minute_mid / PRICE_SCALE,
+            "mid": minute_mid / PRICE_SCALE,  # at the end of the minute that starts at ts
             "volume": minute_vol.astype(np.int64),
             "n_trades": n_trades,
         },
@@ -248,7 +257,7 @@ def run_task(
     day = simulate_day(cal, task.seed, scenario, task.algo, agents)
     if progress is not None:
         progress(0.5 if task.algo is not None else 0.9)
-    metrics = day_metrics(day)
+    metrics = day_metrics(day, scenario)
     if task.algo is not None:
         base = simulate_day(cal, task.seed, scenario, None, agents)
         metrics.update(algo_metrics(day, base, task.algo))

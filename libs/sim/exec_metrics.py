@@ -83,7 +83,7 @@ def exec_metrics(
 
     unfilled = requested - filled
     executed_cost = side * (notional - filled * arrival)
-    opportunity_cost = side * unfilled * (_asof(pt, am, end_s) - arrival) if unfilled > 0 else 0.0
+    opportunity_cost = side * unfilled * (asof(pt, am, end_s) - arrival) if unfilled > 0 else 0.0
     shortfall = executed_cost + opportunity_cost
 
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -97,13 +97,16 @@ def exec_metrics(
         "slippage_bps": slippage_bps,
         "implementation_shortfall_usd": shortfall / PRICE_SCALE,
         "implementation_shortfall_bps": shortfall / (requested * arrival) * 1e4,
-        "market_impact_bps": _asof(pt, impact, end_s),
+        "market_impact_bps": asof(pt, impact, end_s),
         "market_impact_avg_bps": float(window.mean()) if window.size else NAN,
-        "market_impact_close_bps": float(impact[-1]) if impact.size else NAN,
+        "market_impact_close_bps": asof(pt, impact, float(pt[-1])) if pt.size else NAN,
     }
 
 
-def _asof(t: np.ndarray, values: np.ndarray, at: float) -> float:
-    """The value at the last point of `t` at or before `at`, NaN when there is none."""
+def asof(t: np.ndarray, values: np.ndarray, at: float) -> float:
+    """The last finite value at a point of `t` at or before `at` (a one-sided book leaves a
+    gap in a mid path: the mid before it stands), NaN when there is none."""
     i = int(np.searchsorted(t, at, side="right")) - 1
+    while i >= 0 and not np.isfinite(values[i]):
+        i -= 1
     return float(values[i]) if i >= 0 else NAN

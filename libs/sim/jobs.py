@@ -69,10 +69,12 @@ def parse_request(body: Mapping[str, Any]) -> SimJobRequest:
     scenario = body.get("scenario", "normal")
     if not isinstance(scenario, str):
         errors.append(f"scenario must be a string, got {type(scenario).__name__} {scenario!r}")
-    params = body.get("scenario_params") or {}
+    params = body.get("scenario_params", {})
+    params = {} if params is None else params
     if not isinstance(params, Mapping):
         errors.append(f"scenario_params must be an object, got {type(params).__name__}")
-    algos = body.get("exec_algos") or []
+    algos = body.get("exec_algos", [])
+    algos = [] if algos is None else algos
     if not isinstance(algos, list):
         errors.append(f"exec_algos must be a list of algo configs, got {type(algos).__name__}")
     cached = body.get("cached", False)

@@ -77,6 +77,9 @@ class AgentParams:
     """Market makers move their reference by this many 1-minute standard deviations per
     average minute's volume of net aggressive buying (Kyle's lambda)."""
     impact_halflife_s: float = 1800.0
+    value_impact_share: float = 0.4
+    """How much of the flow-inferred impact value traders believe (the rest they trade against):
+    at 0 they know the fundamental exactly and arbitrage every impact away within minutes."""
     activity_sigma: float = 0.9
     activity_memory_s: float = 1200.0
     jump_rate_per_hour: float = 0.5
@@ -142,6 +145,7 @@ def kernel_params(cal: Calibration, ap: AgentParams, scenario_side: int = 0) -> 
     minute_volume = max(st.daily_volume / 390.0, 1.0)
     P[abm.P_IMPACT_LAMBDA] = ap.impact_minute_vols * max(st.minute_vol_bps, 0.1) * 1e-4 * cal.open_mid / minute_volume
     P[abm.P_IMPACT_HALFLIFE] = ap.impact_halflife_s
+    P[abm.P_VALUE_IMPACT_SHARE] = ap.value_impact_share
     P[abm.P_LAT_NOISE] = ap.latency_noise_s
     P[abm.P_LAT_VALUE] = ap.latency_value_s
     P[abm.P_LAT_MM] = ap.latency_mm_s

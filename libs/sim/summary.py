@@ -26,6 +26,11 @@ MARKET_COLUMNS = (
     ("market.daily_volume", "volume", "{:,.0f}"),
     ("market.n_trades", "trades", "{:,.0f}"),
 )
+SCENARIO_COLUMNS = (
+    ("scenario.move_bps", "move bps", "{:+.1f}"),
+    ("scenario.injected_qty", "injected", "{:,.0f}"),
+    ("scenario.filled_qty", "filled", "{:,.0f}"),
+)
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -52,13 +57,16 @@ def group_metrics(simulations: Sequence[Mapping[str, Any]]) -> dict[str, dict[st
 
 
 def render_job(results: Mapping[str, Any], real: DayStats | None = None) -> str:
-    """Text summary of `get_job_results(...)`: market per group, algo costs, closeness."""
+    """Text summary of `get_job_results(...)`: market per group, algo costs, and (for a job of
+    normal days, the only ones a calibration should be judged on) closeness to `real`."""
     groups = group_metrics(results["simulations"])
     lines = [f"job {results['job_id']}: {results['completed']}/{results['total_simulations']} runs completed"]
-    header = f"  {'runs':<28}{'n':>4}" + "".join(f"{title:>14}" for _, title, _ in MARKET_COLUMNS)
+    scenario_run = any("scenario.move_bps" in m for m in groups.values())
+    columns = MARKET_COLUMNS + (SCENARIO_COLUMNS if scenario_run else ())
+    header = f"  {'runs':<28}{'n':>4}" + "".join(f"{title:>12}" for _, title, _ in columns)
     lines.append(header)
     for algo, m in groups.items():
-        cells = "".join(f"{_fmt(fmt, m.get(key, math.nan)):>14}" for key, _, fmt in MARKET_COLUMNS)
+        cells = "".join(f"{_fmt(fmt, m.get(key, math.nan)):>12}" for key, _, fmt in columns)
         lines.append(f"  {algo:<28}{int(m['runs']):>4}{cells}")
     algos = {a: m for a, m in groups.items() if a != BASELINE}
     if algos:
@@ -67,7 +75,8 @@ def render_job(results: Mapping[str, Any], real: DayStats | None = None) -> str:
             cells = "".join(f"{_fmt(fmt, m.get(key, math.nan)):>13}" for key, _, fmt in ALGO_COLUMNS)
             lines.append(f"  {algo:<32}{cells}")
     base = groups.get(BASELINE)
-    if real is not None and base is not None:
+    scenarios = {parse_sim_id(sim["sim_id"]).scenario for sim in results["simulations"]}
+    if real is not None and base is not None and scenarios == {"normal"}:
         sim = DayStats(**{f: base.get(f"market.{f}", math.nan) for f in DayStats.__struct_fields__})
         lines.append("  simulated baseline days vs the real day:")
         lines += ["    " + row for row in render_comparison(compare_stats(real, sim)).splitlines()]

@@ -30,7 +30,7 @@ import msgspec
 from nats.aio.msg import Msg
 
 from libs.ids import new_id, now_ns
-from libs.sim.calibration import calibration_hash
+from libs.sim.calibration import calibration_hash, check_calibration
 from libs.sim.ids import BASELINE, parse_sim_id
 from libs.sim.jobs import parse_request, plan_job
 from libs.sim.sessions import session_minutes
@@ -472,6 +472,10 @@ class SimJobsService(Service):
         expected = calibration_hash(cal)
         if cal.cal_hash != expected:
             raise RequestError(f"calibration cal_hash {cal.cal_hash!r} does not match its contents ({expected!r})")
+        try:
+            check_calibration(cal)
+        except ValueError as e:
+            raise RequestError(str(e)) from None
         minutes = len(session_minutes(cal.market))
         for name in ("volume_profile", "activity_profile"):
             n = len(getattr(cal, name))

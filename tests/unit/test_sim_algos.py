@@ -115,11 +115,20 @@ def test_label_identifies_the_normalised_spec() -> None:
         (twap(order_size=10**9, horizon="06:00:00", frequency="100ms"), r"makes 216000 children \(max 100000\)"),
         (twap(order_size=100, horizon="00:01:00", frequency="1m", random_offset="soon"), "random_offset 'soon'"),
         (twap(order_size=100, horizon="00:01:00", frequency="1m", random_offset=-1), "random_offset -1 must not be"),
+        (
+            twap(order_size=100, horizon="00:10:00", frequency="1m", random_offset="01:00:00"),
+            "random_offset 3600s is longer than the frequency 60s",
+        ),
+        (twap(order_size=10**12, horizon="00:10:00", frequency="1m"), "order_size 1000000000000 is more than"),
     ],
 )
 def test_rejects(cfg: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         parse_algo(cfg, DAY, "XHKG")
+
+
+def test_side_is_case_insensitive() -> None:
+    assert parse_algo(twap(order_size=100, side="SELL", horizon="00:01:00", frequency="1m"), DAY, "XHKG").side == -1
 
 
 def test_error_names_the_entry_and_bad_arguments() -> None:

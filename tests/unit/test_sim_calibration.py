@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from libs.data.lobster import EMPTY_ASK, EMPTY_BID, LobsterDay, load_lobster
-from libs.sim.calibration import calibrate, calibration_hash
+from libs.sim.calibration import calibrate, calibration_hash, check_calibration
 from proto.sim import Calibration
 from tests.conftest import needs_data
 
@@ -231,3 +231,28 @@ def test_the_aapl_sample_calibrates_from_level_1_of_ten() -> None:
     assert cal.volume_profile[0] == 1.0 and sum(cal.volume_profile[1:]) == 0
     assert cal.stats.daily_volume == sum(size for _, typ, size in msgs if typ in (4, 5))
     assert cal.activity_profile[0] == pytest.approx(390.0)
+
+
+def test_check_calibration_accepts_a_real_one_and_names_every_bad_field(cal: Calibration) -> None:
+    check_calibration(cal)
+    bad = msgspec.structs.replace(
+        cal,
+        tick=0,
+        open_mid=-5,
+        cancel_lifetime_s=float("nan"),
+        stats=msgspec.structs.replace(cal.stats, trade_rate_per_s=0.0),
+        trade_size_q=list(reversed(cal.trade_size_q)),
+        volume_profile=[0.0] * len(cal.volume_profile),
+    )
+    with pytest.raises(ValueError) as info:
+        check_calibration(bad)
+    message = str(info.value)
+    for fragment in (
+        "tick must be positive",
+        "open_mid must be a positive price",
+        "stats.trade_rate_per_s must be a positive number",
+        "cancel_lifetime_s must be a positive number",
+        "trade_size_q must be 11 finite, non-decreasing quantiles",
+        "volume_profile must be finite, non-negative and not all zero",
+    ):
+        assert fragment in message

@@ -13,7 +13,7 @@ from libs.data.lobster import load_lobster
 from libs.sim import abm
 from libs.sim.algos import parse_algo
 from libs.sim.calibration import calibrate
-from libs.sim.engine import FILES, run_task, simulate_day
+from libs.sim.engine import FILES, algo_metrics, day_metrics, run_task, simulate_day
 from libs.sim.scenarios import parse_scenario
 from libs.sim.stats import compare_stats
 from proto.sim import Calibration, SimTask
@@ -96,6 +96,13 @@ def test_flash_crash_depletes_the_bid_and_drops_the_price(cal: Calibration) -> N
         sold = day.trades[day.trades[:, abm.TR_TAKER_POP] == abm.SCENARIO]
         # market orders that find the bid side empty go unfilled: the book really ran dry
         assert (sold[:, abm.TR_SIDE] == -1).all() and 0 < sold[:, abm.TR_QTY].sum() <= day.counters[abm.C_SCEN_QTY]
+        metrics = day_metrics(day, crash)
+        assert metrics["scenario.filled_qty"] == sold[:, abm.TR_QTY].sum()
+        after = (day.l1_t > 11 * H) & (day.l1_t <= 11 * H + 600)
+        at_start = _mid_at(day, 11 * H + 1e-9)
+        assert metrics["scenario.move_bps"] == pytest.approx((at_start - np.nanmin(day.mid()[after])) / at_start * 1e4)
+        assert metrics["scenario.move_bps"] > 0
+        assert metrics["scenario.injected_qty"] == day.counters[abm.C_SCEN_QTY]
     assert np.mean(drops) > np.mean(base_drops) + 15.0
 
 
@@ -172,3 +179,39 @@ def test_run_task_writes_every_file_in_utc(cal: Calibration) -> None:
     assert len(run.files["algo_fills"]["ts"]) == 0 and not run.files["trades"]["is_algo"].any()
     assert run.metrics["market.n_trades"] == len(run.files["trades"]["ts"])
     assert set(run.files["metrics"]) == set(run.metrics)
+
+
+def test_arrival_is_the_baseline_mid_at_the_algos_start_not_its_first_child(cal: Calibration) -> None:
+    cfg = {
+        "type": "twap",
+        "order_size": -2000,
+        "horizon": "00:30:00",
+        "start_time": "10:00:00",
+        "frequency": "00:01:00",
+    }
+    algo = parse_algo(cfg, cal.cal_date, "XNYS")  # random_offset on: the first child is after 10:00
+    base, day = simulate_day(cal, 4), simulate_day(cal, 4, algo=algo)
+    metrics = algo_metrics(day, base, algo)
+    i = int(np.searchsorted(base.l1_t, 10 * H, side="right")) - 1
+    assert metrics["algo.arrival_mid"] == pytest.approx(base.mid()[i] / 1e4)
+
+
+def test_a_large_sell_moves_the_price_far_beyond_a_tiny_ones_noise(cal: Calibration) -> None:
+    """Paired over seeds: the same markets, a 20,000-share and a 100-share TWAP sell."""
+    sizes = {"big": -20000, "tiny": -100}
+    impact: dict[str, list[float]] = {k: [] for k in sizes}
+    for seed in range(4):
+        base = simulate_day(cal, seed)
+        for name, size in sizes.items():
+            cfg = {
+                "type": "twap",
+                "order_size": size,
+                "horizon": "01:00:00",
+                "start_time": "10:30:00",
+                "frequency": "00:01:00",
+            }
+            algo = parse_algo(cfg, cal.cal_date, "XNYS")
+            impact[name].append(
+                algo_metrics(simulate_day(cal, seed, algo=algo), base, algo)["algo.market_impact_avg_bps"]
+            )
+    assert np.mean(impact["big"]) > np.mean(impact["tiny"]) + 2.0
