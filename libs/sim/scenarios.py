@@ -115,6 +115,13 @@ def parse_scenario(name: str, params: dict[str, Any] | None, market: Market) -> 
         raise ValueError(
             f"start_time {format_time_of_day(start)} is outside {market} trading hours ({describe_windows(windows)})"
         )
+    close = windows[-1][1]
+    late = sum(1 for k in range(n) if start + k * freq >= close)
+    if late:
+        raise ValueError(
+            f"{name} from {format_time_of_day(start)} would send {late} of its {n} child orders at or after the "
+            f"close {format_time_of_day(close)}; start earlier, send faster (order_freq) or inject less"
+        )
     return ScenarioSpec(
         name=name, side=d.side, impact_multiplier=impact, order_size_ratio=ratio, order_freq_s=freq, start_s=start
     )

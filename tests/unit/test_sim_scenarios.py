@@ -99,10 +99,13 @@ def test_hkex_lunch_children_are_dropped() -> None:
     assert math.fsum(hk_f) == pytest.approx(0.25)
 
 
-def test_children_after_the_close_are_dropped() -> None:
+def test_a_scenario_still_sending_at_the_close_is_refused() -> None:
     params = {"impact_multiplier": 0.4, "order_size_ratio": 0.1, "order_freq": "5s", "start_time": "15:59:50"}
+    with pytest.raises(ValueError, match="would send 2 of its 4 child orders at or after the close 16:00:00"):
+        parse_scenario("flash_crash", params, "XNYS")
+    params["start_time"] = "15:59:40"  # the last child at 15:59:55 is fine
     times, _ = scenario_children(parse_scenario("flash_crash", params, "XNYS"), "XNYS")
-    np.testing.assert_allclose(times, [16 * H - 10, 16 * H - 5])
+    np.testing.assert_allclose(times, [16 * H - 20, 16 * H - 15, 16 * H - 10, 16 * H - 5])
 
 
 def test_trends_run_all_day() -> None:
