@@ -118,9 +118,9 @@ TR_TS, TR_PRICE, TR_QTY, TR_SIDE, TR_MAKER_POP, TR_TAKER_POP = range(6)
     C_CANCEL,
     C_DROPPED,
     C_EVENTS,
-    C_ALGO_REQ,
+    C_ALGO_SENT,
     C_SCEN_QTY,
-    C_ALGO_UNFILLED,
+    C_ALGO_CHILDREN,
     C_LIMIT_TOUCH,
     C_CANCEL_TOUCH,
 ) = range(10)
@@ -583,7 +583,8 @@ def run_day(
         elif which == 300:
             # algo child: an IOC within a collar of the touch; what it misses carries over
             qty = int(algo_qty[i_algo]) + algo_carry
-            stats[C_ALGO_REQ] += int(algo_qty[i_algo])
+            stats[C_ALGO_SENT] += int(algo_qty[i_algo])
+            stats[C_ALGO_CHILDREN] += 1
             i_algo += 1
             algo_carry = 0
             if qty > 0:
@@ -645,5 +646,4 @@ def run_day(
                 trades[n_tr, TR_TAKER_POP] = book.trades[k, core.T_TAKER_OWNER] // OWNER_BASE
                 n_tr += 1
             book.meta[core.M_TRADES] = 0
-    stats[C_ALGO_UNFILLED] = algo_carry
     return trades[:n_tr].copy(), l1, stats, mm_inv, value_pos

@@ -43,11 +43,12 @@ import msgspec
 import numpy as np
 import polars as pl
 
+from libs.sim import sessions
+from libs.sim.sessions import minute_index, session_minutes, timezone
 from libs.sim.timeparse import (
     describe_windows,
     format_time_of_day,
     in_windows,
-    market_windows,
     parse_duration,
     parse_time_of_day,
     window_of,
@@ -71,7 +72,6 @@ SCHEDULE_FORMS = (
     "a pandas Series with a DatetimeIndex, a polars DataFrame with one datetime and one integer column, "
     "a dict {datetime or ISO string: size} or a list of (datetime or ISO string, size) pairs"
 )
-_TIMEZONES = {"XNYS": "America/New_York", "XHKG": "Asia/Hong_Kong"}
 
 
 def parse_algo(cfg: Mapping[str, Any], cal_date: str, market: Market, index: int = 0) -> AlgoSpec:
@@ -83,7 +83,7 @@ def parse_algo(cfg: Mapping[str, Any], cal_date: str, market: Market, index: int
 
 
 def _parse_algo(cfg: Mapping[str, Any], cal_date: str, market: Market) -> AlgoSpec:
-    windows = market_windows(market)
+    windows = sessions.windows(market)
     day = _parse_date(cal_date)
     if not isinstance(cfg, Mapping):
         raise ValueError(f"an algo config must be a dict, got {type(cfg).__name__}")
@@ -168,7 +168,7 @@ def _parse_sliced(
 def _parse_css(
     orders: object, day: dt.date, market: Market, windows: tuple[tuple[float, float], ...], side_param: int | None
 ) -> AlgoSpec:
-    times, sizes = _schedule_arrays(orders, _TIMEZONES[market])
+    times, sizes = _schedule_arrays(orders, timezone(market))
     if times.size == 0:
         raise ValueError("the css schedule is empty")
     if times.size > MAX_CHILDREN:
@@ -327,24 +327,6 @@ def child_count(horizon_s: float, frequency_s: float) -> int:
     return int(nearest if abs(q - nearest) <= 1e-9 * max(1.0, q) else math.floor(q))
 
 
-def session_minute_count(market: Market) -> int:
-    """Minutes of continuous trading in a day: the length of a calibration's volume profile."""
-    return sum(math.ceil((b - a) / 60 - 1e-9) for a, b in market_windows(market))
-
-
-def minute_index(times: np.ndarray, windows: Sequence[tuple[float, float]]) -> np.ndarray:
-    """Index of each time's session minute (counting trading minutes only), -1 outside trading hours."""
-    t = np.asarray(times, dtype=np.float64)
-    idx = np.full(t.shape, -1, dtype=np.int64)
-    base = 0
-    for open_s, close_s in windows:
-        minutes = math.ceil((close_s - open_s) / 60 - 1e-9)
-        inside = (t >= open_s) & (t < close_s)
-        idx[inside] = base + np.minimum(((t[inside] - open_s) // 60).astype(np.int64), minutes - 1)
-        base += minutes
-    return idx
-
-
 def split_by_weight(total: int, weights: np.ndarray) -> np.ndarray:
     """Non-negative integers proportional to `weights` summing exactly to `total` (largest remainder;
     ties go to the earlier entry)."""
@@ -366,7 +348,7 @@ def algo_children(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Child order times (seconds of day, sorted) and positive share sizes; children outside
     trading hours are dropped. Random offsets come from a Generator seeded by `seed`."""
-    windows = market_windows(market)
+    windows = sessions.windows(market)
     if spec.type == "css":
         times = np.asarray(spec.schedule_s, dtype=np.float64)
         sizes = np.asarray(spec.schedule_qty, dtype=np.int64)
@@ -396,12 +378,12 @@ def _vwap_weights(
     """Each child's share of the day's volume in its minute; 0 outside trading hours. A window
     with no volume at all falls back to equal weights (a twap split)."""
     profile = np.asarray(volume_profile, dtype=np.float64)
-    expected = session_minute_count(market)
+    expected = len(session_minutes(market))
     if profile.ndim != 1 or profile.size != expected:
         raise ValueError(f"volume_profile has {profile.size} entries; a {market} session has {expected} minutes")
     if not np.isfinite(profile).all() or (profile < 0).any():
         raise ValueError("volume_profile must hold finite, non-negative fractions")
-    idx = minute_index(times, windows)
+    idx = minute_index(market, times)
     inside = idx >= 0
     weights = np.where(inside, profile[np.maximum(idx, 0)], 0.0)
     if weights.sum() <= 0:

@@ -18,7 +18,7 @@ from libs.sim.algos import algo_children
 from libs.sim.exec_metrics import asof, exec_metrics
 from libs.sim.params import AgentParams, exogenous_paths, kernel_params, truncated_quantiles
 from libs.sim.scenarios import scenario_children
-from libs.sim.sessions import in_session, to_utc_ns, windows
+from libs.sim.sessions import in_session, minute_index, session_minutes, to_utc_ns, windows
 from libs.sim.stats import day_stats, minute_series
 from proto.sim import AlgoSpec, Calibration, DayStats, ScenarioSpec, SimTask
 from proto.units import PRICE_SCALE
@@ -147,6 +147,8 @@ def day_metrics(day: SimDay, scenario: ScenarioSpec | None = None) -> dict[str, 
     out["market.cancels"] = float(c[abm.C_CANCEL])
     out["market.dropped_outside_hours"] = float(c[abm.C_DROPPED])
     out["market.events"] = float(c[abm.C_EVENTS])
+    out["agents.market_maker_inventory_max_abs"] = float(np.abs(day.mm_inventory).max(initial=0))
+    out["agents.value_position_mean_abs"] = float(np.abs(day.value_positions).mean())
     out["scenario.injected_qty"] = float(c[abm.C_SCEN_QTY])
     # what the injection really traded: market orders that find the side empty go unfilled
     scen = day.trades[:, abm.TR_TAKER_POP] == abm.SCENARIO
@@ -171,7 +173,6 @@ def day_metrics(day: SimDay, scenario: ScenarioSpec | None = None) -> dict[str, 
 def algo_metrics(day: SimDay, base: SimDay, algo: AlgoSpec) -> dict[str, float]:
     """Execution metrics of the algo run `day` against its baseline `base` (same seed)."""
     fills = day.algo_fills()
-    t_children, qty = algo_children(algo, day.calibration.market, day.calibration.volume_profile, day.seed)
     # the decision time: the algo's start (a css: its first scheduled order), not its first child
     start = algo.start_s if algo.type != "css" else float(min(algo.schedule_s, default=algo.start_s))
     end = algo.start_s + algo.horizon_s if algo.type != "css" else float(max(algo.schedule_s, default=start))
@@ -193,8 +194,8 @@ def algo_metrics(day: SimDay, base: SimDay, algo: AlgoSpec) -> dict[str, float]:
     )
     out = {f"algo.{k}": float(v) for k, v in m.items()}
     out["algo.arrival_mid"] = arrival / PRICE_SCALE
-    out["algo.children"] = float(len(t_children))
-    out["algo.scheduled_qty"] = float(np.sum(qty))
+    out["algo.children"] = float(day.counters[abm.C_ALGO_CHILDREN])
+    out["algo.scheduled_qty"] = float(day.counters[abm.C_ALGO_SENT])
     out["algo.unfilled_qty"] = float(algo.order_size - fills[:, abm.TR_QTY].sum())
     return out
 
@@ -209,8 +210,6 @@ def day_files(day: SimDay, metrics: dict[str, float]) -> dict[str, dict[str, np.
     minute_mid, minute_vol = minute_series(
         market, t_l1, mid[inside], day.trade_t, day.trades[:, abm.TR_QTY].astype(np.float64)
     )
-    from libs.sim.sessions import minute_index, session_minutes
-
     starts = session_minutes(market)
     midx = minute_index(market, day.trade_t)
     n_trades = np.bincount(midx[midx >= 0], minlength=len(starts)).astype(np.int64)

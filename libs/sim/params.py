@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from libs.sim import abm
-from libs.sim.sessions import windows
+from libs.sim.sessions import session_minutes, windows
 from proto.sim import Calibration
 
 EXECUTIONS_PER_MARKET_ORDER = 1.3
@@ -206,7 +206,5 @@ def _ar1(shocks: np.ndarray, phi: float, x0: float) -> np.ndarray:
 
 def _session_minute(market: str, t: np.ndarray) -> np.ndarray:
     """Session-minute index of each time; times in a break take the minute before it."""
-    from libs.sim.sessions import session_minutes
-
     starts = session_minutes(market)  # type: ignore[arg-type]
     return np.searchsorted(starts, t, side="right") - 1

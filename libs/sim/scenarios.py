@@ -33,11 +33,11 @@ from typing import Any, get_args
 import msgspec
 import numpy as np
 
+from libs.sim import sessions
 from libs.sim.timeparse import (
     describe_windows,
     format_time_of_day,
     in_windows,
-    market_windows,
     parse_duration,
     parse_time_of_day,
     window_of,
@@ -81,7 +81,7 @@ DEFAULTS: dict[str, ScenarioDefaults] = {
 
 def parse_scenario(name: str, params: dict[str, Any] | None, market: Market) -> ScenarioSpec:
     """The validated scenario `name` with `params` over its defaults; ValueError naming what is wrong."""
-    windows = market_windows(market)
+    windows = sessions.windows(market)
     if not isinstance(name, str) or name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
     if params is not None and not isinstance(params, dict):
@@ -152,7 +152,7 @@ def scenario_children(spec: ScenarioSpec, market: Market) -> tuple[np.ndarray, n
     times = spec.start_s + np.arange(n, dtype=np.float64) * spec.order_freq_s
     sizes = np.full(n, spec.order_size_ratio, dtype=np.float64)
     sizes[-1] = spec.impact_multiplier - math.fsum(sizes[:-1])
-    keep = in_windows(times, market_windows(market))
+    keep = in_windows(times, sessions.windows(market))
     return times[keep], sizes[keep]
 
 

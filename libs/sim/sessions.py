@@ -55,6 +55,11 @@ def windows(market: Market) -> tuple[tuple[float, float], ...]:
     return _spec(market).windows
 
 
+def timezone(market: Market) -> str:
+    """The market's IANA time zone (its trading hours are local time there)."""
+    return _spec(market).tz
+
+
 def session_label(market: Market) -> str:
     """The session token used inside sim ids ("0930-1600")."""
     return _spec(market).label

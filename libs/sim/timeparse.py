@@ -5,7 +5,7 @@ becomes seconds after local midnight of the market. A duration is `HH:MM:SS[.fff
 a unit (`500ms`, `1.5s`, `2m`, `1h`), a number of seconds, or a `datetime.timedelta`. A duration is
 never negative; `positive=True` also rejects zero.
 
-Trading windows are `(open, close)` pairs of seconds of day (`market_windows`), half-open like
+Trading windows are `(open, close)` pairs of seconds of day (`libs.sim.sessions.windows`), half-open like
 `libs.sim.sessions`: open <= t < close, so an order at exactly the close (12:00:00 on HKEX) is outside.
 """
 
@@ -27,11 +27,6 @@ DURATION_FORMATS = (
 
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?")
 _UNIT = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?")
-_KNOWN_WINDOWS: dict[str, tuple[tuple[float, float], ...]] = {
-    "XNYS": ((9.5 * 3600, 16 * 3600),),
-    "XHKG": ((9.5 * 3600, 12 * 3600), (13 * 3600, 16 * 3600)),
-}
-"""New York 09:30-16:00; Hong Kong 09:30-12:00 and 13:00-16:00 (local time)."""
 _UNIT_SECONDS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
@@ -94,17 +89,6 @@ def format_time_of_day(seconds: float) -> str:
     whole, micros = divmod(round(seconds * 1_000_000), 1_000_000)
     text = f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
     return f"{text}.{micros:06d}".rstrip("0") if micros else text
-
-
-def market_windows(market: str) -> tuple[tuple[float, float], ...]:
-    """Continuous-trading windows of `market`, from `libs.sim.sessions.windows` when it is there."""
-    if market not in _KNOWN_WINDOWS:
-        raise ValueError(f"unknown market {market!r}; known: {', '.join(_KNOWN_WINDOWS)}")
-    try:
-        from libs.sim.sessions import windows
-    except ImportError:
-        return _KNOWN_WINDOWS[market]
-    return tuple((float(a), float(b)) for a, b in windows(market))
 
 
 def in_windows(times: np.ndarray, windows: Sequence[tuple[float, float]]) -> np.ndarray:

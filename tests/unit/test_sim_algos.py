@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from libs.sim.algos import algo_children, minute_index, parse_algo, session_minute_count, split_by_weight
-from libs.sim.timeparse import market_windows
+from libs.sim.algos import algo_children, parse_algo, split_by_weight
+from libs.sim.sessions import minute_index, session_minutes
 
 H = 3600.0
 DAY = "2025-09-01"
@@ -274,9 +274,9 @@ def test_vwap_checks_the_profile() -> None:
 
 
 def test_session_minutes() -> None:
-    assert session_minute_count("XNYS") == 390 and session_minute_count("XHKG") == 330
+    assert len(session_minutes("XNYS")) == 390 and len(session_minutes("XHKG")) == 330
     t = np.array([9.5 * H, 9.5 * H + 59.9, 9.5 * H + 60, 12 * H - 1, 12 * H, 13 * H, 16 * H - 1, 16 * H])
-    assert minute_index(t, market_windows("XHKG")).tolist() == [0, 0, 1, 149, -1, 150, 329, -1]
+    assert minute_index("XHKG", t).tolist() == [0, 0, 1, 149, -1, 150, 329, -1]
 
 
 def test_split_by_weight() -> None:

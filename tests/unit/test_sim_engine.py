@@ -11,9 +11,10 @@ import pytest
 
 from libs.data.lobster import load_lobster
 from libs.sim import abm
-from libs.sim.algos import parse_algo
+from libs.sim.algos import algo_children, parse_algo
 from libs.sim.calibration import calibrate
 from libs.sim.engine import FILES, algo_metrics, day_metrics, run_task, simulate_day
+from libs.sim.params import AgentParams
 from libs.sim.scenarios import parse_scenario
 from libs.sim.stats import compare_stats
 from proto.sim import Calibration, SimTask
@@ -76,6 +77,9 @@ def test_twap_sell_fills_on_the_sell_side_and_pushes_the_price_down(cal: Calibra
         assert 0 < fills["qty"].sum() <= 50000
         assert run.metrics["algo.filled_qty"] == fills["qty"].sum()
         assert run.metrics["algo.fill_ratio"] == pytest.approx(fills["qty"].sum() / 50000)
+        children, qty = algo_children(algo, "XNYS", cal.volume_profile, seed)
+        assert run.metrics["algo.children"] == len(children) == 240
+        assert run.metrics["algo.scheduled_qty"] == qty.sum() == 50000
         avg = (fills["price"] * fills["qty"]).sum() / fills["qty"].sum() / 1e4
         assert run.metrics["algo.avg_fill_price"] == pytest.approx(avg)
         impacts.append(run.metrics["algo.market_impact_bps"])
@@ -179,6 +183,9 @@ def test_run_task_writes_every_file_in_utc(cal: Calibration) -> None:
     assert len(run.files["algo_fills"]["ts"]) == 0 and not run.files["trades"]["is_algo"].any()
     assert run.metrics["market.n_trades"] == len(run.files["trades"]["ts"])
     assert set(run.files["metrics"]) == set(run.metrics)
+    # the makers manage inventory: they stop quoting the side that would take them past the limit
+    limit = AgentParams().mm_max_inventory
+    assert 0 < run.metrics["agents.market_maker_inventory_max_abs"] <= 2 * limit
 
 
 def test_arrival_is_the_baseline_mid_at_the_algos_start_not_its_first_child(cal: Calibration) -> None:

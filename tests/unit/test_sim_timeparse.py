@@ -7,11 +7,11 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from libs.sim.sessions import windows
 from libs.sim.timeparse import (
     describe_windows,
     format_time_of_day,
     in_windows,
-    market_windows,
     parse_duration,
     parse_time_of_day,
     window_of,
@@ -125,16 +125,16 @@ def test_format_time_of_day() -> None:
     assert parse_time_of_day(format_time_of_day(45296.25)) == pytest.approx(45296.25)
 
 
-def test_market_windows_are_the_exchange_hours() -> None:
-    assert market_windows("XNYS") == ((9.5 * H, 16 * H),)
-    assert market_windows("XHKG") == ((9.5 * H, 12 * H), (13 * H, 16 * H))
-    assert describe_windows(market_windows("XHKG")) == "09:30:00-12:00:00, 13:00:00-16:00:00"
+def test_windows_are_the_exchange_hours() -> None:
+    assert windows("XNYS") == ((9.5 * H, 16 * H),)
+    assert windows("XHKG") == ((9.5 * H, 12 * H), (13 * H, 16 * H))
+    assert describe_windows(windows("XHKG")) == "09:30:00-12:00:00, 13:00:00-16:00:00"
     with pytest.raises(ValueError, match="unknown market 'XLON'"):
-        market_windows("XLON")
+        windows("XLON")
 
 
 def test_windows_are_half_open() -> None:
-    hk = market_windows("XHKG")
+    hk = windows("XHKG")
     t = np.array([9.5 * H - 0.001, 9.5 * H, 12 * H - 0.001, 12 * H, 12.5 * H, 13 * H, 16 * H - 0.001, 16 * H])
     assert in_windows(t, hk).tolist() == [False, True, True, False, False, True, True, False]
     assert [window_of(float(x), hk) for x in t] == [None, 0, 0, None, None, 1, 1, None]
