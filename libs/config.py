@@ -42,6 +42,48 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """MT_SYNTH_SEED: seed of the synthetic market (same seed, same market)."""
     replay_speed: float = 0.0
     """MT_REPLAY_SPEED: replay at N x real time; 0 = as fast as possible."""
+    # live venues (read-only market data)
+    venues_poll_s: float = 2.0
+    """MT_VENUES_POLL_S: seconds between two polls of one market's book."""
+    venues_rate_per_s: float = 5.0
+    """MT_VENUES_RATE_PER_S: most HTTP requests per second to one venue (token bucket)."""
+    venues_record: bool = False
+    """MT_VENUES_RECORD: also publish every venue response as received (`md.raw.<venue>`)."""
+    markets_file: Path | None = None
+    """MT_MARKETS_FILE: the market mapping file (cross-venue pairs) the live sources follow."""
+    polymarket_host: str = "https://clob.polymarket.com"
+    """MT_POLYMARKET_HOST: the Polymarket CLOB API."""
+    kalshi_host: str = ""
+    """MT_KALSHI_HOST: the Kalshi trade API base URL ('' = production, or demo with MT_KALSHI_USE_DEMO)."""
+    kalshi_use_demo: bool = False
+    """MT_KALSHI_USE_DEMO: use Kalshi's demo environment when no host is given."""
+    kalshi_api_key_id: str = ""
+    """MT_KALSHI_API_KEY_ID: Kalshi API key id, for authenticated calls (balance)."""
+    kalshi_private_key_path: Path | None = None
+    """MT_KALSHI_PRIVATE_KEY_PATH: PEM file of the Kalshi RSA private key."""
+    # OHLCV bar manager
+    bars_providers: str = "polygon,fmp,tiingo"
+    """MT_BARS_PROVIDERS: bar providers in priority order (those with an API key are used)."""
+    polygon_api_key: str = ""
+    """MT_POLYGON_API_KEY: Polygon.io API key."""
+    polygon_host: str = "https://api.polygon.io"
+    """MT_POLYGON_HOST: Polygon.io REST base URL."""
+    polygon_requests_per_minute: float = 5.0
+    """MT_POLYGON_REQUESTS_PER_MINUTE: Polygon rate limit (5 on the free plan)."""
+    fmp_api_key: str = ""
+    """MT_FMP_API_KEY: Financial Modeling Prep API key."""
+    fmp_host: str = "https://financialmodelingprep.com"
+    """MT_FMP_HOST: Financial Modeling Prep base URL."""
+    tiingo_api_key: str = ""
+    """MT_TIINGO_API_KEY: Tiingo API key."""
+    tiingo_host: str = "https://api.tiingo.com"
+    """MT_TIINGO_HOST: Tiingo base URL."""
+    bars_max_concurrent_symbols: int = 5
+    """MT_BARS_MAX_CONCURRENT_SYMBOLS: symbols a nightly update works on at once."""
+    bars_default_symbols: str = "AAPL,GOOGL,MSFT,TSLA,AMZN"
+    """MT_BARS_DEFAULT_SYMBOLS: what a nightly update covers when the request names none."""
+    bars_history_days: int = 30
+    """MT_BARS_HISTORY_DAYS: how far back a nightly update looks for a symbol with no data."""
     # detect
     detect_sync_timeout_ms: float = 1_000.0
     """MT_DETECT_SYNC_TIMEOUT_MS: how long detect waits for the rest of a sync group of books."""
@@ -93,6 +135,26 @@ _ENV: dict[str, tuple[str, type]] = {
     "MT_SYNTH_RATE": ("synth_rate", float),
     "MT_SYNTH_SEED": ("synth_seed", int),
     "MT_REPLAY_SPEED": ("replay_speed", float),
+    "MT_VENUES_POLL_S": ("venues_poll_s", float),
+    "MT_VENUES_RATE_PER_S": ("venues_rate_per_s", float),
+    "MT_VENUES_RECORD": ("venues_record", bool),
+    "MT_MARKETS_FILE": ("markets_file", Path),
+    "MT_POLYMARKET_HOST": ("polymarket_host", str),
+    "MT_KALSHI_HOST": ("kalshi_host", str),
+    "MT_KALSHI_USE_DEMO": ("kalshi_use_demo", bool),
+    "MT_KALSHI_API_KEY_ID": ("kalshi_api_key_id", str),
+    "MT_KALSHI_PRIVATE_KEY_PATH": ("kalshi_private_key_path", Path),
+    "MT_BARS_PROVIDERS": ("bars_providers", str),
+    "MT_POLYGON_API_KEY": ("polygon_api_key", str),
+    "MT_POLYGON_HOST": ("polygon_host", str),
+    "MT_POLYGON_REQUESTS_PER_MINUTE": ("polygon_requests_per_minute", float),
+    "MT_FMP_API_KEY": ("fmp_api_key", str),
+    "MT_FMP_HOST": ("fmp_host", str),
+    "MT_TIINGO_API_KEY": ("tiingo_api_key", str),
+    "MT_TIINGO_HOST": ("tiingo_host", str),
+    "MT_BARS_MAX_CONCURRENT_SYMBOLS": ("bars_max_concurrent_symbols", int),
+    "MT_BARS_DEFAULT_SYMBOLS": ("bars_default_symbols", str),
+    "MT_BARS_HISTORY_DAYS": ("bars_history_days", int),
     "MT_DETECT_SYNC_TIMEOUT_MS": ("detect_sync_timeout_ms", float),
     "MT_DETECT_MIN_EDGE_CENTS": ("min_edge_cents", float),
     "MT_DETECT_MAX_SIZE": ("max_pair_size", int),
@@ -113,8 +175,33 @@ _ENV: dict[str, tuple[str, type]] = {
 }
 
 _CHOICES = {"log_format": {"console", "json"}, "log_level": {"debug", "info", "warning", "error"}}
-_POSITIVE = {"synth_rate", "max_pair_size", "recorder_batch", "detect_sync_timeout_ms", "ack_wait_s", "sim_ack_wait_s"}
+_POSITIVE = {
+    "venues_poll_s",
+    "venues_rate_per_s",
+    "polygon_requests_per_minute",
+    "bars_max_concurrent_symbols",
+    "bars_history_days",
+    "synth_rate",
+    "max_pair_size",
+    "recorder_batch",
+    "detect_sync_timeout_ms",
+    "ack_wait_s",
+    "sim_ack_wait_s",
+}
 """Fields where zero makes no sense (a rate, a size, a batch, a wait)."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_bool(raw: str) -> bool:
+    """1/true/yes/on or 0/false/no/off, any case; anything else is a ValueError."""
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    raise ValueError(raw)
 
 
 def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -126,7 +213,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         if raw is None or raw == "":
             continue
         try:
-            value = kind(raw)
+            value = _parse_bool(raw) if kind is bool else kind(raw)
         except ValueError:
             raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
         if field in _CHOICES and value not in _CHOICES[field]:

@@ -78,6 +78,58 @@ class TradeBatch(Event, kw_only=True, tag="trade.v1"):
         return len(self.trade_ts)
 
 
+Timeframe = Literal["1min", "5min", "15min", "30min", "1h", "2h", "4h", "daily"]
+TIMEFRAMES: tuple[str, ...] = ("1min", "5min", "15min", "30min", "1h", "2h", "4h", "daily")
+
+
+class BarBatch(Event, kw_only=True, tag="bar.v1"):
+    """Many OHLCV bars of one timeframe in one message, column by column.
+
+    `bar_ts` is each bar's open time (UTC ns; a daily bar: its session date at 00:00 UTC).
+    Prices and volume are floats: bars are analytics data quoted as the provider gives them
+    (a forex rate needs 5 decimals, a crypto volume is fractional), not money an engine moves.
+    """
+
+    venue: str
+    source: str
+    timeframe: Timeframe
+    instruments: list[str]
+    inst_idx: list[int]
+    bar_ts: list[int]
+    open: list[float]
+    high: list[float]
+    low: list[float]
+    close: list[float]
+    volume: list[float]
+
+    @property
+    def rows(self) -> int:
+        """Number of bars carried."""
+        return len(self.bar_ts)
+
+
+class RawBatch(Event, kw_only=True, tag="raw.v1"):
+    """Venue responses exactly as received (HTTP body or websocket frame), for recording.
+
+    Replaying a recording re-parses these bodies with the live parser, so a replay puts the
+    same book events on the bus the live feed did.
+    """
+
+    venue: str
+    source: str
+    recv_ts: list[int]
+    endpoint: list[str]
+    """What was asked: `GET /book?token_id=…` for HTTP, the channel name for a websocket."""
+    status: list[int]
+    """HTTP status (0 for a websocket frame)."""
+    body: list[bytes]
+
+    @property
+    def rows(self) -> int:
+        """Number of responses carried."""
+        return len(self.recv_ts)
+
+
 class Leg(msgspec.Struct, frozen=True, kw_only=True):
     """One side of a multi-venue position: buy `size` of `outcome` on `venue`."""
 
@@ -220,10 +272,12 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 EVENT_TYPES: tuple[type[Event], ...] = (
     BookBatch,
     TradeBatch,
+    BarBatch,
+    RawBatch,
     Opportunity,
     Intent,
     Decision,
     PaperTrade,
     RunStatus,
 )
-AnyEvent = BookBatch | TradeBatch | Opportunity | Intent | Decision | PaperTrade | RunStatus
+AnyEvent = BookBatch | TradeBatch | BarBatch | RawBatch | Opportunity | Intent | Decision | PaperTrade | RunStatus

@@ -1,6 +1,8 @@
 """NATS subject names, read left to right from general to specific.
 
-`md.book.<venue>.<instrument>`, `md.trade.<venue>.<instrument>`, `opp.<strategy>`,
+`md.book.<venue>.<instrument>`, `md.trade.<venue>.<instrument>`,
+`md.bar.<venue>.<instrument>.<timeframe>`, `md.raw.<venue>` (venue responses as received, for
+recording), `ohlcv.nightly.<request_id>` (nightly-update progress, core NATS only), `opp.<strategy>`,
 `intent.<strategy>`, `paper.<kind>.<run_id>`, `dlq.<consumer>`, `svc.<service>.<verb>`,
 `sim.job.<job_id>.<kind>` (job, status, result), `sim.calibration.<cal_hash>`, `sim.work` (the
 work queue) and `sim.progress.<job_id>` (core NATS only, not stored).
@@ -32,6 +34,20 @@ def book(venue: str, instrument: str) -> str:
 
 def trade(venue: str, instrument: str) -> str:
     return f"md.trade.{token(venue, 'venue')}.{token(instrument, 'instrument')}"
+
+
+def bar(venue: str, instrument: str, timeframe: str) -> str:
+    return f"md.bar.{token(venue, 'venue')}.{token(instrument, 'instrument')}.{token(timeframe, 'timeframe')}"
+
+
+def raw(venue: str) -> str:
+    """Venue responses exactly as received (a recording)."""
+    return f"md.raw.{token(venue, 'venue')}"
+
+
+def nightly_progress(request_id: str) -> str:
+    """Core NATS (not in any stream): progress of one nightly bar update."""
+    return f"ohlcv.nightly.{token(request_id, 'request_id')}"
 
 
 def opp(strategy: str) -> str:
@@ -70,6 +86,11 @@ def sim_progress(job_id: str) -> str:
 
 BOOK_ALL = "md.book.>"
 TRADE_ALL = "md.trade.>"
+BAR_ALL = "md.bar.>"
+RAW_ALL = "md.raw.>"
+NIGHTLY_ALL = "ohlcv.nightly.>"
+SVC_BARS_ALL = "svc.bars.*"
+"""Every verb of the OHLCV bar manager (`svc.bars.<verb>`)."""
 OPP_ALL = "opp.>"
 INTENT_ALL = "intent.>"
 PAPER_DECISION_ALL = "paper.decision.>"

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from proto.events import (
+    BarBatch,
     BookBatch,
     Check,
     DeadLetter,
@@ -20,6 +21,7 @@ from proto.events import (
     LegFill,
     Opportunity,
     PaperTrade,
+    RawBatch,
     RunStatus,
     TradeBatch,
 )
@@ -65,6 +67,43 @@ def trades(id: str, **changes: Any) -> TradeBatch:
             px=[4_700, 4_710],
             size=[3, 4],
             aggressor=[1, -1],
+        ),
+        changes,
+    )
+
+
+def bars(id: str, **changes: Any) -> BarBatch:
+    return _with(
+        BarBatch(
+            id=id,
+            ts=T0 + 7,
+            venue="polygon",
+            source="import",
+            timeframe="1min",
+            instruments=["AAPL", "BTC-PERP"],
+            inst_idx=[0, 0, 1],
+            bar_ts=[T0, T0 + 60 * 10**9, T0],
+            open=[185.5, 185.6, 46319.0],
+            high=[186.25, 185.9, 46385.0],
+            low=[185.3, 185.1, 46319.0],
+            close=[186.0, 185.2, 46377.0],
+            volume=[1250.0, 900.0, 2300413.7295],
+        ),
+        changes,
+    )
+
+
+def raw(id: str, **changes: Any) -> RawBatch:
+    return _with(
+        RawBatch(
+            id=id,
+            ts=T0 + 9,
+            venue="kalshi",
+            source="live",
+            recv_ts=[T0, T0 + 1],
+            endpoint=["GET /trade-api/v2/markets/KX-A/orderbook", "GET /trade-api/v2/markets?limit=1"],
+            status=[200, 429],
+            body=[b'{"orderbook": {"yes": [[45, 10]], "no": null}}', b'{"error": "too many requests"}'],
         ),
         changes,
     )

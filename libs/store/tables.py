@@ -17,12 +17,14 @@ import numpy as np
 import pyarrow as pa
 
 from proto.events import (
+    BarBatch,
     BookBatch,
     DeadLetter,
     Decision,
     Intent,
     Opportunity,
     PaperTrade,
+    RawBatch,
     RunStatus,
     TradeBatch,
 )
@@ -56,6 +58,34 @@ MD_TRADES = pa.schema(
         ("px", _I64),
         ("size", _I64),
         ("aggressor", pa.int8()),
+        ("batch_id", _STR),
+        ("row", pa.uint32()),
+    ]
+)
+_F64 = pa.float64()
+OHLCV = pa.schema(
+    [
+        ("symbol", _STR),
+        ("timeframe", _STR),
+        ("ts", TS),
+        ("open", _F64),
+        ("high", _F64),
+        ("low", _F64),
+        ("close", _F64),
+        ("volume", _F64),
+        ("venue", _STR),
+        ("source", _STR),
+        ("updated_at", TS),
+    ]
+)
+MD_RAW = pa.schema(
+    [
+        ("ts", TS),
+        ("venue", _STR),
+        ("source", _STR),
+        ("endpoint", _STR),
+        ("status", pa.uint16()),
+        ("body", pa.binary()),
         ("batch_id", _STR),
         ("row", pa.uint32()),
     ]
@@ -235,6 +265,8 @@ SIM_FILE_SCHEMAS: dict[str, pa.Schema] = {
 SCHEMAS: dict[str, pa.Schema] = {
     "book_tops": BOOK_TOPS,
     "md_trades": MD_TRADES,
+    "ohlcv": OHLCV,
+    "md_raw": MD_RAW,
     "opportunities": OPPORTUNITIES,
     "intents": INTENTS,
     "decisions": DECISIONS,
@@ -315,6 +347,59 @@ def md_trades_table(batches: Sequence[TradeBatch]) -> pa.Table:
     )
 
 
+def ohlcv_table(batches: Sequence[BarBatch]) -> pa.Table:
+    """Every bar of every batch; `updated_at` is the batch's time, so a later batch wins."""
+    if not batches:
+        return OHLCV.empty_table()
+    for b in batches:
+        for field in ("inst_idx", "open", "high", "low", "close", "volume"):
+            _check_len(b, field, len(getattr(b, field)), b.rows)
+    rows = np.array([b.rows for b in batches], dtype=np.int64)
+    n = int(rows.sum())
+    batch_of_row, _ = _row_positions(rows)
+
+    def floats(field: str) -> np.ndarray:
+        return np.fromiter(chain.from_iterable(getattr(b, field) for b in batches), dtype=np.float64, count=n)
+
+    return pa.table(
+        {
+            "symbol": _instruments(batches, rows, n),
+            "timeframe": _per_batch([b.timeframe for b in batches], batch_of_row),
+            "ts": _ts(_flat((b.bar_ts for b in batches), n)),
+            **{f: floats(f) for f in ("open", "high", "low", "close", "volume")},
+            "venue": _per_batch([b.venue for b in batches], batch_of_row),
+            "source": _per_batch([b.source for b in batches], batch_of_row),
+            "updated_at": _ts(np.repeat(np.array([b.ts for b in batches], dtype=np.int64), rows)),
+        },
+        schema=OHLCV,
+    )
+
+
+def md_raw_table(batches: Sequence[RawBatch]) -> pa.Table:
+    """Every recorded venue response, body bytes untouched."""
+    if not batches:
+        return MD_RAW.empty_table()
+    for b in batches:
+        for field in ("endpoint", "status", "body"):
+            _check_len(b, field, len(getattr(b, field)), b.rows)
+    rows = np.array([b.rows for b in batches], dtype=np.int64)
+    n = int(rows.sum())
+    batch_of_row, row_in_batch = _row_positions(rows)
+    return pa.table(
+        {
+            "ts": _ts(_flat((b.recv_ts for b in batches), n)),
+            "venue": _per_batch([b.venue for b in batches], batch_of_row),
+            "source": _per_batch([b.source for b in batches], batch_of_row),
+            "endpoint": pa.array(list(chain.from_iterable(b.endpoint for b in batches)), _STR),
+            "status": pa.array(_flat((b.status for b in batches), n).astype(np.uint16)),
+            "body": pa.array(list(chain.from_iterable(b.body for b in batches)), pa.binary()),
+            "batch_id": _per_batch([b.id for b in batches], batch_of_row),
+            "row": row_in_batch.astype(np.uint32),
+        },
+        schema=MD_RAW,
+    )
+
+
 def _check_book(b: BookBatch) -> None:
     """Reject a batch whose column lengths disagree, naming the batch, field and lengths."""
     if b.levels < 1:
@@ -356,7 +441,9 @@ def _per_batch(values: list[str], batch_of_row: np.ndarray) -> pa.Array:
     return pa.array(values, _STR).take(pa.array(batch_of_row))
 
 
-def _instruments(batches: Sequence[BookBatch] | Sequence[TradeBatch], rows: np.ndarray, n: int) -> pa.Array:
+def _instruments(
+    batches: Sequence[BookBatch] | Sequence[TradeBatch] | Sequence[BarBatch], rows: np.ndarray, n: int
+) -> pa.Array:
     """Each row's instrument name: batch-local indices shifted into one shared name list.
 
     An index outside its batch's `instruments` is a ValueError naming the batch and value.
@@ -569,6 +656,8 @@ def _file_table(file: str, items: list[tuple[str, int, dict[str, np.ndarray]]]) 
 TABLE_FOR_EVENT: dict[type, tuple[str, Callable[[Any], pa.Table]]] = {
     BookBatch: ("book_tops", book_tops_table),
     TradeBatch: ("md_trades", md_trades_table),
+    BarBatch: ("ohlcv", ohlcv_table),
+    RawBatch: ("md_raw", md_raw_table),
     Opportunity: ("opportunities", opportunities_table),
     Intent: ("intents", intents_table),
     Decision: ("decisions", decisions_table),

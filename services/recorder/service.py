@@ -16,12 +16,14 @@ from libs.bus import PullConsumer
 from libs.store.tables import build_tables
 from proto import streams, subjects
 from proto.events import (
+    BarBatch,
     BookBatch,
     DeadLetter,
     Decision,
     Intent,
     Opportunity,
     PaperTrade,
+    RawBatch,
     RunStatus,
     TradeBatch,
 )
@@ -34,7 +36,12 @@ MAX_PULL_BYTES = 16 * 1024 * 1024
 
 # (durable name, stream, filter subjects, decode type)
 CONSUMERS: tuple[tuple[str, str, list[str], Any], ...] = (
-    ("recorder-md", streams.MD.name, [subjects.BOOK_ALL, subjects.TRADE_ALL], BookBatch | TradeBatch),
+    (
+        "recorder-md",
+        streams.MD.name,
+        [subjects.BOOK_ALL, subjects.TRADE_ALL, subjects.BAR_ALL, subjects.RAW_ALL],
+        BookBatch | TradeBatch | BarBatch | RawBatch,
+    ),
     ("recorder-opp", streams.OPP.name, [subjects.OPP_ALL], Opportunity),
     ("recorder-intent", streams.INTENT.name, [subjects.INTENT_ALL], Intent),
     (

@@ -46,6 +46,8 @@ async def test_published_events_land_in_clickhouse(settings: Settings) -> None:
         bus = await stack.connect("test")
         await bus.publish_many((subjects.book("kalshi", "FED"), batch(i)) for i in range(20))
         await bus.publish_many((subjects.paper("decision", "R"), decision(i)) for i in range(7))
+        await bus.publish(subjects.bar("polygon", "AAPL", "1min"), factories.bars("bars-1"))
+        await bus.publish(subjects.raw("kalshi"), factories.raw("raw-1"))
         assert await wait_idle(bus, RECORDERS, timeout_s=30)
         counts = stack.store.table_counts()
         assert counts["book_tops"] == 20 * 50
@@ -58,6 +60,10 @@ async def test_published_events_land_in_clickhouse(settings: Settings) -> None:
             "SELECT reason, count() AS n FROM {db}.decisions FINAL GROUP BY reason ORDER BY reason"
         )
         assert reasons.rows() == [("balance", 3), ("taken", 4)]
+        bars = stack.store.query_df("SELECT symbol, close FROM {db}.ohlcv FINAL ORDER BY symbol, ts")
+        assert bars.rows() == [("AAPL", 186.0), ("AAPL", 185.2), ("BTC-PERP", 46377.0)]
+        raw = stack.store.query_df("SELECT status, hex(body) AS body FROM {db}.md_raw ORDER BY row")
+        assert raw.rows() == [(s, b.hex().upper()) for s, b in zip([200, 429], factories.raw("x").body, strict=True)]
     finally:
         await stack.close()
 

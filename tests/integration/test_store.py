@@ -78,7 +78,7 @@ def store_settings(request: pytest.FixtureRequest) -> Settings:
 def store(store_settings: Settings) -> Iterator[Store]:
     s = open_store(store_settings)
     try:
-        assert s.migrate() == ["0001_init", "0002_sim"]
+        assert s.migrate() == ["0001_init", "0002_sim", "0003_market_data"]
         yield s
         s.command("DROP DATABASE IF EXISTS {db}")
     finally:
@@ -121,7 +121,7 @@ def read(store: Store, table: str, order: str) -> list[dict[str, Any]]:
 def test_migrations_apply_once_and_match_the_arrow_schemas(store: Store) -> None:
     assert store.migrate() == []
     assert store.migrate() == []
-    assert store.applied_migrations() == ["0001_init", "0002_sim"]
+    assert store.applied_migrations() == ["0001_init", "0002_sim", "0003_market_data"]
     for table, schema in tb.SCHEMAS.items():
         cols = store.query_arrow(
             "SELECT name FROM system.columns WHERE database = {d:String} AND table = {t:String} ORDER BY position",
@@ -133,22 +133,22 @@ def test_migrations_apply_once_and_match_the_arrow_schemas(store: Store) -> None
 
 def test_new_migrations_apply_in_version_order(store: Store, tmp_path: Path) -> None:
     (tmp_path / "0001_init.sql").write_text("SELECT 1")  # already recorded: not run again
-    (tmp_path / "0004_more.sql").write_text("ALTER TABLE {db}.extra ADD COLUMN b String;")
-    (tmp_path / "0003_extra.sql").write_text(
-        "-- needs to run before 0004\nCREATE TABLE {db}.extra (a Int64) ENGINE = MergeTree ORDER BY a;"
+    (tmp_path / "0011_more.sql").write_text("ALTER TABLE {db}.extra ADD COLUMN b String;")
+    (tmp_path / "0010_extra.sql").write_text(
+        "-- needs to run before 0011\nCREATE TABLE {db}.extra (a Int64) ENGINE = MergeTree ORDER BY a;"
     )
-    assert store.migrate(tmp_path) == ["0003_extra", "0004_more"]
+    assert store.migrate(tmp_path) == ["0010_extra", "0011_more"]
     assert store.migrate(tmp_path) == []
-    assert store.applied_migrations() == ["0001_init", "0002_sim", "0003_extra", "0004_more"]
+    assert store.applied_migrations() == ["0001_init", "0002_sim", "0003_market_data", "0010_extra", "0011_more"]
     assert "extra" in store.table_counts()
 
 
 def test_a_failing_migration_names_itself_and_is_not_recorded(store: Store, tmp_path: Path) -> None:
-    (tmp_path / "0003_broken.sql").write_text("CREATE TABLE {db}.x (a Nonsense) ENGINE = Memory")
-    with pytest.raises(StoreError, match="migration 0003_broken: `CREATE TABLE") as info:
+    (tmp_path / "0010_broken.sql").write_text("CREATE TABLE {db}.x (a Nonsense) ENGINE = Memory")
+    with pytest.raises(StoreError, match="migration 0010_broken: `CREATE TABLE") as info:
         store.migrate(tmp_path)
     assert "Nonsense" in str(info.value)
-    assert store.applied_migrations() == ["0001_init", "0002_sim"]
+    assert store.applied_migrations() == ["0001_init", "0002_sim", "0003_market_data"]
 
 
 # -- round trips -----------------------------------------------------------------------------

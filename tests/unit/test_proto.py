@@ -40,6 +40,8 @@ def test_every_event_round_trips_through_the_any_decoder() -> None:
     events = [
         book(),
         factories.trades("t1"),
+        factories.bars("bar1"),
+        factories.raw("raw1"),
         factories.opportunity("o1", closed_at=factories.T0),
         factories.intent("i1"),
         factories.decision("d1"),

@@ -140,3 +140,25 @@ def test_event_tables_carry_fields_json_and_nullable_times() -> None:
     assert tables.paper_runs_table([run])["stopped_at"].to_pylist() == [None]
     dl = DeadLetter(consumer="c", subject="s", reason="r", data=b"\x00\xff", ts=T0)
     assert tables.dead_letters_table([dl])["data"].to_pylist() == [b"\x00\xff"]
+
+
+def test_ohlcv_rows_keep_float_prices_and_a_later_batch_is_the_newer_version() -> None:
+    t = tables.ohlcv_table([factories.bars("b1"), factories.bars("b2", ts=factories.T0 + 99)])
+    assert t.num_rows == 6
+    assert t["symbol"].to_pylist()[:3] == ["AAPL", "AAPL", "BTC-PERP"]
+    assert t["volume"].to_pylist()[2] == 2300413.7295
+    assert t["high"].to_pylist()[0] == 186.25
+    versions = t["updated_at"].cast("int64").to_pylist()
+    assert versions[3] > versions[0]
+
+
+def test_ohlcv_rejects_a_short_column_naming_the_batch() -> None:
+    with pytest.raises(ValueError, match=r"bad-bars.*close has 2 entries, expected 3"):
+        tables.ohlcv_table([factories.bars("bad-bars", close=[1.0, 2.0])])
+
+
+def test_md_raw_keeps_bodies_byte_for_byte() -> None:
+    t = tables.md_raw_table([factories.raw("r1")])
+    assert t["body"].to_pylist() == factories.raw("r1").body
+    assert t["status"].to_pylist() == [200, 429]
+    assert t["row"].to_pylist() == [0, 1]
