@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from proto.events import BarBatch, BookBatch, TradeBatch
+
 MULTI = "_multi"
 _BAD_TOKEN = re.compile(r"[\s.*>]")
 
@@ -38,6 +40,16 @@ def trade(venue: str, instrument: str) -> str:
 
 def bar(venue: str, instrument: str, timeframe: str) -> str:
     return f"md.bar.{token(venue, 'venue')}.{token(instrument, 'instrument')}.{token(timeframe, 'timeframe')}"
+
+
+def of_batch(batch: BookBatch | TradeBatch | BarBatch) -> str:
+    """The subject a market-data batch goes on: md.book / md.trade / md.bar (`_multi` for several instruments)."""
+    inst = batch.instruments[0] if len(batch.instruments) == 1 else MULTI
+    if isinstance(batch, BarBatch):
+        return bar(batch.venue, inst, batch.timeframe)
+    if isinstance(batch, TradeBatch):
+        return trade(batch.venue, inst)
+    return book(batch.venue, inst)
 
 
 def raw(venue: str) -> str:

@@ -1,4 +1,5 @@
-"""The `markettwin` command: run the stack embedded or one service, the demo, the report, sim jobs."""
+"""The `markettwin` command: run the stack embedded or one service, the demo, the report, sim jobs,
+market data (generate, replay, venue markets and recordings, OHLCV bars)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from libs import config, log
 from libs.bus import NatsServerError
 from libs.config import ConfigError, Settings
 from libs.store import StoreError
+from services import cli_bars, cli_ingest, cli_markets
 from services.demo import UP_ORDER, DrainTimeout
 
 
@@ -313,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("schema", help="export JSON Schema for every event to proto/schema/")
     sub.add_parser("services", help="list the services")
     _sim_parser(sub)
+    cli_ingest.add_ingest_parsers(sub)
+    cli_markets.add_markets_parser(sub)
+    cli_bars.add_bars_parser(sub)
     args = p.parse_args(argv)
 
     try:
@@ -342,6 +347,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "sim":
             return cmd_sim(settings, args)
+        if args.cmd == "generate":
+            return asyncio.run(cli_ingest.cmd_generate(settings, args))
+        if args.cmd == "replay":
+            return asyncio.run(cli_ingest.cmd_replay(settings, args))
+        if args.cmd in cli_markets.MARKET_COMMANDS:
+            return cli_markets.cmd_markets(settings, args)
+        if args.cmd == "bars":
+            return cli_bars.cmd_bars(settings, args)
     except (ConfigError, ValueError, OSError, StoreError, NatsServerError, DrainTimeout) as e:
         print(f"markettwin: error: {e}", file=sys.stderr)
         return 2

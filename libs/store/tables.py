@@ -90,6 +90,19 @@ MD_RAW = pa.schema(
         ("row", pa.uint32()),
     ]
 )
+NIGHTLY_UPDATES = pa.schema(
+    [
+        ("request_id", _STR),
+        ("version", pa.uint64()),
+        ("status", _STR),
+        ("started_at", TS),
+        ("finished_at", TS),
+        ("symbols_count", pa.uint32()),
+        ("is_complete", pa.bool_()),
+        ("body", _STR),
+    ]
+)
+"""`nightly_updates` (migration 0004): written by the bars service itself (libs/bars/nightly.py)."""
 OPPORTUNITIES = pa.schema(
     [
         ("id", _STR),
@@ -267,6 +280,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "md_trades": MD_TRADES,
     "ohlcv": OHLCV,
     "md_raw": MD_RAW,
+    "nightly_updates": NIGHTLY_UPDATES,
     "opportunities": OPPORTUNITIES,
     "intents": INTENTS,
     "decisions": DECISIONS,

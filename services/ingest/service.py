@@ -1,8 +1,10 @@
 """ingest: turns every source into one stream of book events on `md.book.<venue>.<instrument>`.
 
-Sources in this service today: the synthetic two-venue binary market and the replay of the
-recorded Fed December 2025 "no change" market (Polymarket vs Kalshi). Live venue
-connectors arrive with the market-data issue.
+Sources (MT_INGEST_SOURCES, comma list): `synthetic` (the two-venue binary market),
+`replay` (the recorded Fed December 2025 "no change" market, Polymarket vs Kalshi),
+`polymarket` / `kalshi` (live books of the markets in MT_MARKETS_FILE, see `live.py`) and
+generator specs such as `heston:crypto?seed=2` (`generators.py`). File replays (LOBSTER,
+Bitstamp L3, bar files) and recordings run on demand: `markettwin replay …`, `replay-recording`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import msgspec
 from libs.clock import VirtualClock
 from libs.ids import now_ns
 from proto import subjects
-from proto.events import BookBatch, TradeBatch
+from proto.events import BarBatch, BookBatch, RawBatch, TradeBatch
+from services.ingest.generators import is_generator_spec, parse_spec, run_generator
+from services.ingest.live import run_live
 from services.ingest.replay_fed import load_fed
 from services.ingest.synthetic import SyntheticMarket
 from services.runtime import Service
@@ -31,14 +35,6 @@ class SourceStats(msgspec.Struct, kw_only=True):
     book_rows: int = 0
     trade_rows: int = 0
     seconds: float = 0.0
-
-
-def book_subject(batch: BookBatch | TradeBatch) -> str:
-    """The subject for a batch: its instrument, or `_multi` when it mixes instruments."""
-    inst = batch.instruments[0] if len(batch.instruments) == 1 else subjects.MULTI
-    if isinstance(batch, TradeBatch):
-        return subjects.trade(batch.venue, inst)
-    return subjects.book(batch.venue, inst)
 
 
 def synced(sync_id: str, *batches: BookBatch) -> list[BookBatch]:
@@ -61,8 +57,17 @@ class IngestService(Service):
             elif source == "replay":
                 speed = self.ctx.settings.replay_speed or None
                 self._tasks.append(asyncio.create_task(self.run_replay(speed=speed)))
+            elif source in ("polymarket", "kalshi"):
+                self._tasks.append(asyncio.create_task(self.run_live(source)))
+            elif is_generator_spec(source):
+                spec = parse_spec(source)
+                self._tasks.append(asyncio.create_task(run_generator(self.publish, spec, speed=1.0, duration_s=None)))
             else:
-                raise ValueError(f"MT_INGEST_SOURCES names unknown source {source!r} (known: synthetic, replay)")
+                raise ValueError(
+                    f"MT_INGEST_SOURCES names unknown source {source!r} "
+                    "(known: synthetic, replay, polymarket, kalshi, "
+                    "or a generator such as gbm:equity, heston:crypto?seed=2)"
+                )
         for task in self._tasks:
             task.add_done_callback(self._report_failure)
 
@@ -77,10 +82,24 @@ class IngestService(Service):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def publish(self, batches: Sequence[BookBatch | TradeBatch]) -> None:
+    async def publish(self, batches: Sequence[BookBatch | TradeBatch | BarBatch]) -> None:
         """Publish batches in order, each stored by JetStream before the next goes."""
         for b in batches:
-            await self.ctx.bus.publish(book_subject(b), b)
+            await self.ctx.bus.publish(subjects.of_batch(b), b)
+
+    async def run_live(self, venue: str) -> SourceStats:
+        """Poll one venue's books for the markets in MT_MARKETS_FILE until stopped (recorded with MT_VENUES_RECORD)."""
+        settings = self.ctx.settings
+
+        async def publish_raw(batch: RawBatch) -> None:
+            await self.ctx.bus.publish(subjects.raw(batch.venue), batch)
+
+        live = await run_live(
+            self.publish, publish_raw if settings.venues_record else None, settings, self.log, venues=(venue,)
+        )
+        got = live.venues.get(venue)
+        books = got.books if got else 0
+        return SourceStats(source=venue, messages=books, book_rows=books, seconds=live.seconds)
 
     async def run_replay(self, path: Path | None = None, speed: float | None = None) -> SourceStats:
         """Replay the Fed recording on a virtual clock: as fast as possible, or `speed` x real time.

@@ -31,7 +31,6 @@ from libs.ids import new_id, now_ns
 from libs.store.tables import book_tops_table
 from proto import codec, streams, subjects
 from proto.events import BookBatch, Decision
-from services.ingest.service import book_subject
 from services.ingest.synthetic import SyntheticMarket
 from services.runtime import Stack
 from tests.factories import hedged_intent
@@ -61,7 +60,7 @@ async def md_pipeline(home: Path, batches: list[BookBatch], label: str) -> float
         bus = await stack.connect("bench")
         rows = sum(b.rows for b in batches)
         t0 = time.perf_counter()
-        await bus.publish_many((book_subject(b), b) for b in batches)
+        await bus.publish_many((subjects.of_batch(b), b) for b in batches)
         t_pub = time.perf_counter() - t0
         await wait_idle(bus, [(streams.MD.name, "recorder-md")], timeout_s=600, quiet_s=0.05)
         elapsed = time.perf_counter() - t0

@@ -20,7 +20,7 @@ EXE = [sys.executable, "-m", "services.cli"]
 
 
 def test_services_are_discovered_from_the_folder() -> None:
-    assert service_names() == ["detect", "ingest", "paper", "recorder", "report", "sim", "simjobs"]
+    assert service_names() == ["bars", "detect", "ingest", "paper", "recorder", "report", "sim", "simjobs"]
 
 
 def test_run_without_nats_url_names_the_variable(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:

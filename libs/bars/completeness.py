@@ -1,0 +1,244 @@
+"""Completeness of stored 1-minute bars against the trading calendar: per day, per symbol, and a report.
+
+A day is its session (`libs.bars.calendars`): every minute from open to close is one expected
+bar. Stored bars in the session on a minute boundary are actual; the runs of expected minutes
+with no bar are gaps. Bars of the day that are outside the session are `unexpected_candles`
+(pre/post-market for equities). The day a bar belongs to: us_equity, its New York calendar
+date (a bar on a weekend or holiday counts on the next session); crypto, its UTC date; forex,
+its trade date (weekend bars count on Monday). A day is valid when no minute is missing.
+
+Field names mirror the reference API's JSON (`POST /data-analysis/completeness`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgspec
+import numpy as np
+import pandas as pd
+
+from libs.bars.assets import AssetClass, asset_class, check_asset
+from libs.bars.calendars import (
+    DAY_NS,
+    MINUTE_NS,
+    NY,
+    XNYS_FIRST,
+    Session,
+    SessionArrays,
+    check_range,
+    session_arrays,
+    sessions,
+)
+from libs.bars.store import check_symbol, to_ns
+from libs.store import Store
+from libs.store.sql import quote_string
+
+THRESHOLD_PCT = 95.0
+"""Symbols under this completeness are listed in `symbols_needing_attention`."""
+
+
+class Gap(msgspec.Struct):
+    """A run of missing 1-minute bars: [start, end) — `start` is the first missing bar's open, `end`
+    the open of the next bar that should follow the run (a present bar or the session close)."""
+
+    start: dt.datetime
+    end: dt.datetime
+    minutes: int
+
+
+class DayValidation(msgspec.Struct):
+    """One session of one symbol: expected vs actual 1-minute bars, the gaps, bars outside the session."""
+
+    date: dt.date
+    expected_candles: int
+    actual_candles: int
+    missing_candles: int
+    is_valid: bool
+    early_close: bool
+    gaps: list[Gap]
+    unexpected_candles: int
+
+
+class SymbolCompleteness(msgspec.Struct):
+    """A symbol's completeness over the analysed sessions (`validation_results` empty without details)."""
+
+    total_trading_days: int
+    valid_days: int
+    invalid_days: int
+    completeness_percentage: float
+    total_expected_candles: int
+    total_actual_candles: int
+    missing_candles: int
+    validation_results: list[DayValidation]
+    asset_class: str = ""
+    unexpected_candles: int = 0
+
+
+class CompletenessReport(msgspec.Struct):
+    """The answer of `POST /data-analysis/completeness`: per symbol, overall, and what needs attention."""
+
+    analysis_period: dict[str, str]
+    symbol_completeness: dict[str, SymbolCompleteness]
+    overall_statistics: dict
+    symbols_needing_attention: list[str]
+    recommendations: list[str]
+
+
+def _utc(ns: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(ns) // 1_000)
+
+
+def validate_day(minutes_utc_ns: np.ndarray, session: Session) -> DayValidation:
+    """Check one day's bar open times (UTC ns) against `session`: counts, gaps, unexpected bars."""
+    m = np.unique(np.asarray(minutes_utc_ns, dtype=np.int64))
+    o, c = to_ns(session.open_utc), to_ns(session.close_utc)
+    expected = (c - o) // MINUTE_NS
+    inside = (m >= o) & (m < c) & ((m - o) % MINUTE_NS == 0)
+    present = np.zeros(expected, dtype=bool)
+    present[(m[inside] - o) // MINUTE_NS] = True
+    actual = int(present.sum())
+    edges = np.diff(np.concatenate(([0], (~present).astype(np.int8), [0])))
+    run_starts, run_ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    gaps = [
+        Gap(start=_utc(o + s * MINUTE_NS), end=_utc(o + e * MINUTE_NS), minutes=int(e - s))
+        for s, e in zip(run_starts.tolist(), run_ends.tolist(), strict=True)
+    ]
+    return DayValidation(
+        date=session.date,
+        expected_candles=int(expected),
+        actual_candles=actual,
+        missing_candles=int(expected - actual),
+        is_valid=actual == expected,
+        early_close=session.early_close,
+        gaps=gaps,
+        unexpected_candles=int(len(m) - inside.sum()),
+    )
+
+
+def _window_ends(asset: AssetClass, arr: SessionArrays) -> np.ndarray:
+    """Where each session's day ends (UTC ns): the next New York midnight for equities, else the close."""
+    if asset != "us_equity":
+        return arr.close_ns
+    local = pd.DatetimeIndex((arr.dates + 1).astype("datetime64[ns]"))
+    return local.tz_localize(NY).tz_convert("UTC").as_unit("ns").asi8.astype(np.int64)
+
+
+def _stored_minutes(store: Store, symbol: str, lo: int, hi: int) -> np.ndarray:
+    rows = store.query_arrow(
+        "SELECT toUnixTimestamp64Nano(ts) AS t FROM {db}.ohlcv FINAL "
+        f"WHERE symbol = {quote_string(symbol)} AND timeframe = '1min' "
+        f"AND ts >= fromUnixTimestamp64Nano(toInt64({lo}), 'UTC') "
+        f"AND ts < fromUnixTimestamp64Nano(toInt64({hi}), 'UTC') ORDER BY t"
+    )
+    return rows["t"].to_numpy().astype(np.int64) if rows.num_rows else np.empty(0, np.int64)
+
+
+def validate_stored(store: Store, symbol: str, asset: AssetClass, start: dt.date, end: dt.date) -> list[DayValidation]:
+    """One DayValidation per session dated [start, end] of `symbol`'s stored 1-minute bars."""
+    symbol = check_symbol(symbol)
+    check_asset(asset)
+    check_range(start, end)
+    days = sessions(asset, start, end)
+    if not days:
+        return []
+    lookback = start - dt.timedelta(days=10)
+    if asset == "us_equity":
+        lookback = max(lookback, XNYS_FIRST)
+    ext = session_arrays(asset, lookback, end)  # the sessions before `start` give the first day's start
+    ends = _window_ends(asset, ext)
+    first = len(ext) - len(days)
+    fallback = ends[0] - DAY_NS if asset == "us_equity" else ext.open_ns[0]
+    starts = np.concatenate(([fallback], ends[:-1]))[first:]
+    ends = ends[first:]
+    minutes = _stored_minutes(store, symbol, int(starts[0]), int(ends[-1]))
+    cuts = np.searchsorted(minutes, np.concatenate((starts[:1], ends)), side="left")
+    return [validate_day(minutes[cuts[i] : cuts[i + 1]], s) for i, s in enumerate(days)]
+
+
+def summarise(days: list[DayValidation], *, include_details: bool = True, asset: str = "") -> SymbolCompleteness:
+    """A symbol's totals over its day validations."""
+    expected = sum(d.expected_candles for d in days)
+    actual = sum(d.actual_candles for d in days)
+    valid = sum(d.is_valid for d in days)
+    return SymbolCompleteness(
+        total_trading_days=len(days),
+        valid_days=valid,
+        invalid_days=len(days) - valid,
+        completeness_percentage=_pct(actual, expected),
+        total_expected_candles=expected,
+        total_actual_candles=actual,
+        missing_candles=expected - actual,
+        validation_results=days if include_details else [],
+        asset_class=asset,
+        unexpected_candles=sum(d.unexpected_candles for d in days),
+    )
+
+
+def _pct(actual: int, expected: int) -> float:
+    """Percent of expected bars present, 2 decimals; 100 when nothing was expected."""
+    return round(100.0 * actual / expected, 2) if expected else 100.0
+
+
+def analyse(
+    store: Store,
+    symbols: list[str],
+    start: dt.date,
+    end: dt.date,
+    *,
+    include_details: bool = True,
+    threshold_pct: float = THRESHOLD_PCT,
+    asset_override: str | None = None,
+) -> CompletenessReport:
+    """The completeness report of `symbols` over the sessions dated [start, end] (stored 1min bars)."""
+    check_range(start, end)
+    if not symbols:
+        raise ValueError("symbols must name at least one symbol")
+    if not 0.0 <= float(threshold_pct) <= 100.0:
+        raise ValueError(f"threshold_pct must be between 0 and 100, got {threshold_pct!r}")
+    per: dict[str, SymbolCompleteness] = {}
+    for symbol in dict.fromkeys(check_symbol(s) for s in symbols):
+        asset = asset_class(symbol, asset_override)
+        days = validate_stored(store, symbol, asset, start, end)
+        per[symbol] = summarise(days, include_details=include_details, asset=asset)
+    attention = [s for s, c in per.items() if c.completeness_percentage < threshold_pct]
+    expected = sum(c.total_expected_candles for c in per.values())
+    actual = sum(c.total_actual_candles for c in per.values())
+    overall = {
+        "total_symbols": len(per),
+        "total_trading_days": sum(c.total_trading_days for c in per.values()),
+        "total_valid_days": sum(c.valid_days for c in per.values()),
+        "overall_completeness_percentage": _pct(actual, expected),
+        "total_expected_candles": expected,
+        "total_actual_candles": actual,
+        "total_missing_candles": expected - actual,
+        "total_unexpected_candles": sum(c.unexpected_candles for c in per.values()),
+    }
+    return CompletenessReport(
+        analysis_period={"start_date": start.isoformat(), "end_date": end.isoformat()},
+        symbol_completeness=per,
+        overall_statistics=overall,
+        symbols_needing_attention=attention,
+        recommendations=_recommendations(per, attention, threshold_pct),
+    )
+
+
+def _recommendations(per: dict[str, SymbolCompleteness], attention: list[str], threshold: float) -> list[str]:
+    out: list[str] = []
+    if attention:
+        out.append(f"{len(attention)} symbols have less than {threshold:g}% data completeness")
+        out.append("Consider running a full data update to improve completeness")
+    elif per:
+        out.append(f"All symbols have at least {threshold:g}% data completeness")
+    partial = [s for s, c in per.items() if c.invalid_days and s not in attention]
+    if partial:
+        out.append(f"Fill the missing minutes of {', '.join(partial)} (incomplete days despite passing the threshold)")
+    extra = [s for s, c in per.items() if c.unexpected_candles]
+    if extra:
+        out.append(f"{', '.join(extra)} have bars outside the trading session (extended hours are not validated)")
+    return out
+
+
+def missing_days(store: Store, symbol: str, asset: AssetClass, start: dt.date, end: dt.date) -> list[dt.date]:
+    """Sessions dated [start, end] whose stored 1-minute bars are not complete (what an update must fetch)."""
+    return [d.date for d in validate_stored(store, symbol, asset, start, end) if not d.is_valid]

@@ -1,0 +1,77 @@
+"""Financial Modeling Prep 1-minute chart: `GET /stable/historical-chart/1min?symbol=&from=&to=&apikey=`.
+
+The response is a JSON list of `{date: "YYYY-MM-DD HH:MM:SS", open, high, low, close, volume}`,
+newest first, `date` being the bar open in New York time (converted to UTC here, daylight
+saving included). FMP returns a few days of 1-minute bars per call, so longer ranges are
+fetched in `chunk_days` pieces. An error comes back as `{"Error Message": ...}`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import polars as pl
+
+from libs.bars.providers.base import HttpProvider, empty_frame, frame_from, numbers, within_days
+
+NEW_YORK = "America/New_York"
+CHUNK_DAYS = 5
+_KEYS = {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+
+
+def fmp_symbol(symbol: str, asset: str | None = None) -> str:
+    """FMP's symbol: `BTCUSD` for crypto, `EURUSD` for forex, the ticker otherwise."""
+    if asset in ("crypto", "forex"):
+        return re.sub(r"[^A-Z0-9]", "", symbol.upper().replace("-PERP", "USD").replace("USDT", "USD"))
+    return symbol.upper()
+
+
+class FmpProvider(HttpProvider):
+    """Financial Modeling Prep intraday chart (the `stable` API)."""
+
+    name = "fmp"
+    chunk_days = CHUNK_DAYS
+
+    async def fetch_minutes(
+        self, symbol: str, start: dt.date, end: dt.date, *, asset: str | None = None
+    ) -> pl.DataFrame:
+        ticker = fmp_symbol(symbol, asset)
+        frames = []
+        day = start
+        while day <= end:
+            last = min(end, day + dt.timedelta(days=self.chunk_days - 1))
+            frames.append(await self._chunk(symbol, ticker, day, last))
+            day = last + dt.timedelta(days=1)
+        frames = [f for f in frames if f.height]
+        if not frames:
+            return empty_frame()
+        return within_days(pl.concat(frames).unique("ts", keep="last").sort("ts"), start, end)
+
+    async def _chunk(self, symbol: str, ticker: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+        what = f"GET /stable/historical-chart/1min {ticker} {start}..{end}"
+        params = {"symbol": ticker, "from": start.isoformat(), "to": end.isoformat(), "apikey": self.api_key}
+        body = await self.get_json(f"{self.host}/stable/historical-chart/1min", params, symbol, what)
+        if isinstance(body, dict):
+            reason = body.get("Error Message") or body.get("error") or body.get("message")
+            raise self.malformed(symbol, what, f"error object: {reason!r}" if reason else f"object {list(body)[:5]}")
+        if not isinstance(body, list):
+            raise self.malformed(symbol, what, f"body is {type(body).__name__}, not a list")
+        if not body:
+            return empty_frame()
+        cols = numbers(body, _KEYS, self, symbol, what)
+        dates = []
+        for i, item in enumerate(body):
+            value = item.get("date")
+            if not isinstance(value, str) or not _DATE.match(value):
+                raise self.malformed(symbol, what, f"bar {i} field 'date' is {value!r}, not 'YYYY-MM-DD HH:MM:SS'")
+            dates.append(value)
+        local = pl.Series("ts", dates).str.strptime(pl.Datetime("ns"), "%Y-%m-%d %H:%M:%S")
+        utc = local.dt.replace_time_zone(NEW_YORK, ambiguous="earliest", non_existent="null").dt.convert_time_zone(
+            "UTC"
+        )
+        if utc.null_count():
+            bad = dates[utc.is_null().arg_max() or 0]
+            raise self.malformed(symbol, what, f"date {bad!r} does not exist in New York time")
+        return frame_from(utc.dt.epoch("ns").to_numpy(), cols)

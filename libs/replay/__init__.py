@@ -1,0 +1,1 @@
+"""Replay of recorded market data (LOBSTER, Bitstamp L3, OHLCV bar files) as the events a live feed puts on the bus."""

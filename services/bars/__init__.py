@@ -1,0 +1,1 @@
+"""bars: the OHLCV bar manager's service (nightly updates over NATS)."""
