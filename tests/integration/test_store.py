@@ -139,7 +139,14 @@ def test_new_migrations_apply_in_version_order(store: Store, tmp_path: Path) -> 
     )
     assert store.migrate(tmp_path) == ["0010_extra", "0011_more"]
     assert store.migrate(tmp_path) == []
-    assert store.applied_migrations() == ["0001_init", "0002_sim", "0003_market_data", "0004_nightly", "0010_extra", "0011_more"]
+    assert store.applied_migrations() == [
+        "0001_init",
+        "0002_sim",
+        "0003_market_data",
+        "0004_nightly",
+        "0010_extra",
+        "0011_more",
+    ]
     assert "extra" in store.table_counts()
 
 
