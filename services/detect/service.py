@@ -1,8 +1,11 @@
 """detect: cross-venue binary arbitrage, with the opportunity lifecycle and execution intents.
 
-The same instrument id on two venues is the same event (a mapping file arrives with the
-market-data issue). For every ordered venue pair (A, B) it prices buying YES on A and NO
-on B, equal contracts, walking both books after each venue's taker fees.
+The same instrument id on two venues is the same event, unless the market mapping file
+(MT_MARKETS_FILE, `libs/venues/mapping.py`) says otherwise: a confirmed pair's Kalshi ticker and
+the Polymarket token quoting the pair's YES are both read as the pair's `opportunity_key`, while
+the intent's legs keep each venue's own id (ticker, token id) so paper and a live executor can act
+on them. For every ordered venue pair (A, B) it prices buying YES on A and NO on B, equal
+contracts, walking both books after each venue's taker fees.
 
 Books are judged whole, never half-updated: rows of one market time are applied together,
 and batches that share a `sync_id` (a recording or simulation that quotes both venues at
@@ -17,11 +20,14 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from libs.arb import ArbQuote, find_arb
 from libs.bookstate import BookState, apply_row, check_batch
 from libs.bus import PullConsumer
 from libs.fees import fee_models
 from libs.ids import new_id, now_ns
+from libs.venues.mapping import load_markets
 from proto import streams, subjects
 from proto.events import BookBatch, Intent, Opportunity
 from services.runtime import Service
@@ -57,6 +63,11 @@ class DetectService(Service):
         self.open: dict[str, OpenOpportunity] = {}
         self.waiting: dict[str, list[BookBatch]] = {}
         self.lock = asyncio.Lock()
+        market_map = load_markets(s.markets_file) if s.markets_file else None
+        self.aliases: dict[tuple[str, str], str] = market_map.aliases() if market_map else {}
+        """(venue, venue's instrument id) → the pair's instrument name detect uses."""
+        self.native: dict[tuple[str, str], str] = {(v, key): inst for (v, inst), key in self.aliases.items()}
+        """(venue, pair name) → the venue's own instrument id, for the legs."""
         self._timers: set[asyncio.Task[None]] = set()
         self.consumer = await PullConsumer(
             self.ctx.bus,
@@ -84,6 +95,8 @@ class DetectService(Service):
         """Apply each batch, or each completed sync group, in market-time order."""
         for b in batches:
             self.check(b)  # before any state changes: a bad batch fails alone
+        if self.aliases:
+            batches = [self.renamed(b) for b in batches]
         async with self.lock:
             for b in batches:
                 if b.sync_count <= 1:
@@ -97,6 +110,15 @@ class DetectService(Service):
                     timer = asyncio.create_task(self._sync_timeout(b.sync_id))
                     self._timers.add(timer)
                     timer.add_done_callback(self._timers.discard)
+
+    def renamed(self, batch: BookBatch) -> BookBatch:
+        """The batch with mapped instruments named after their pair (others unchanged)."""
+        names = [self.aliases.get((batch.venue, i), i) for i in batch.instruments]
+        if names == batch.instruments:
+            return batch
+        if len(set(names)) < len(names):  # two ids of one venue quoting one pair: a mapping-file error
+            raise ValueError(f"BookBatch {batch.id!r}: instruments {batch.instruments} map onto one pair twice")
+        return msgspec.structs.replace(batch, instruments=names)
 
     async def _sync_timeout(self, sync_id: str) -> None:
         """Apply a sync group whose other batches never came (lost, or a venue stopped)."""
@@ -137,7 +159,8 @@ class DetectService(Service):
             b,
             yes_venue=yes_venue,
             no_venue=no_venue,
-            instrument=instrument,
+            instrument=self.native.get((yes_venue, instrument), instrument),
+            no_instrument=self.native.get((no_venue, instrument), instrument),
             fee_yes=self.fees[yes_venue],
             fee_no=self.fees[no_venue],
             max_size=self.ctx.settings.max_pair_size,

@@ -172,3 +172,57 @@ async def test_edge_below_threshold_opens_but_sends_no_intent(settings: Settings
     assert [o.status for o in opps] == ["opened"]
     assert opps[0].net_edge_per_contract_micros < 50_000
     assert intents == []
+
+
+MAPPING = """
+[[pair]]
+opportunity_key = "FEDHOLD"
+resolution_date = 2025-12-10
+orientation = "{orientation}"
+confirmed = true
+[pair.kalshi]
+ticker = "KXFED-25DEC-H0"
+[pair.polymarket]
+yes_token = "111"
+no_token = "222"
+"""
+
+
+def venue_book(venue: str, instrument: str, ts: int, bid: int, ask: int) -> BookBatch:
+    return msgspec.structs.replace(book(venue, ts, bid, ask), id=f"{venue}-{instrument}-{ts}", instruments=[instrument])
+
+
+async def detect_with_mapping(settings: Settings, tmp_path, orientation: str, poly_token: str) -> list[Intent]:
+    path = tmp_path / "markets.toml"
+    path.write_text(MAPPING.format(orientation=orientation))
+    settings = msgspec.structs.replace(settings, markets_file=path, nats_url=None, min_edge_cents=0.5)
+    stack = await Stack.open(settings)
+    try:
+        await stack.start("detect")
+        bus = await stack.connect("test")
+        books = [
+            venue_book("polymarket", poly_token, T, 4_300, 4_500),  # the pair's YES at 0.45 on Polymarket
+            venue_book("kalshi", "KXFED-25DEC-H0", T, 5_000, 5_200),  # and bid at 0.50 on Kalshi
+            venue_book("polymarket", "333", T, 100, 9_900),  # an unmapped market: left alone
+        ]
+        for b in books:
+            await bus.publish(subjects.book(b.venue, b.instruments[0]), b)
+        assert await wait_idle(bus, [(streams.MD.name, "detect")], timeout_s=20)
+        return await read_all(bus, streams.INTENT.name, Intent)
+    finally:
+        await stack.close()
+
+
+async def test_the_mapping_file_pairs_a_kalshi_ticker_with_the_polymarket_token(settings: Settings, tmp_path) -> None:
+    intents = await detect_with_mapping(settings, tmp_path, "same", "111")
+    assert [i.opportunity_key for i in intents] == ["xarb:FEDHOLD:yes@polymarket+no@kalshi"]
+    legs = {(leg.venue, leg.outcome): leg.instrument for leg in intents[0].legs}
+    assert legs == {("polymarket", "yes"): "111", ("kalshi", "no"): "KXFED-25DEC-H0"}  # each venue's own id
+
+
+async def test_an_inverted_pair_reads_the_polymarket_no_token_as_the_pairs_yes(settings: Settings, tmp_path) -> None:
+    intents = await detect_with_mapping(settings, tmp_path, "inverted", "222")
+    assert [i.opportunity_key for i in intents] == ["xarb:FEDHOLD:yes@polymarket+no@kalshi"]
+    assert {leg.instrument for leg in intents[0].legs} == {"222", "KXFED-25DEC-H0"}
+    # the YES token's book is the other side of the market: with an inverted pair it does not pair
+    assert await detect_with_mapping(settings, tmp_path, "inverted", "111") == []
