@@ -78,6 +78,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """MT_TIINGO_API_KEY: Tiingo API key."""
     tiingo_host: str = "https://api.tiingo.com"
     """MT_TIINGO_HOST: Tiingo base URL."""
+    fmp_requests_per_minute: float = 300.0
+    """MT_FMP_REQUESTS_PER_MINUTE: FMP rate limit (300 = the Starter plan; the free plan allows 250 a day)."""
+    tiingo_requests_per_minute: float = 8.0
+    """MT_TIINGO_REQUESTS_PER_MINUTE: Tiingo rate limit (8 a minute stays under the free plan's 500 an hour)."""
+    bars_asset_overrides: str = ""
+    """MT_BARS_ASSET_OVERRIDES: asset classes the symbol rule gets wrong, e.g. `BTCUSD=crypto,XAUUSD=forex`."""
     bars_max_concurrent_symbols: int = 5
     """MT_BARS_MAX_CONCURRENT_SYMBOLS: symbols a nightly update works on at once."""
     bars_default_symbols: str = "AAPL,GOOGL,MSFT,TSLA,AMZN"
@@ -152,6 +158,9 @@ _ENV: dict[str, tuple[str, type]] = {
     "MT_FMP_HOST": ("fmp_host", str),
     "MT_TIINGO_API_KEY": ("tiingo_api_key", str),
     "MT_TIINGO_HOST": ("tiingo_host", str),
+    "MT_FMP_REQUESTS_PER_MINUTE": ("fmp_requests_per_minute", float),
+    "MT_TIINGO_REQUESTS_PER_MINUTE": ("tiingo_requests_per_minute", float),
+    "MT_BARS_ASSET_OVERRIDES": ("bars_asset_overrides", str),
     "MT_BARS_MAX_CONCURRENT_SYMBOLS": ("bars_max_concurrent_symbols", int),
     "MT_BARS_DEFAULT_SYMBOLS": ("bars_default_symbols", str),
     "MT_BARS_HISTORY_DAYS": ("bars_history_days", int),

@@ -3,14 +3,19 @@
 `RateLimiter` is an asyncio token bucket shared by every caller of one host; `with_retries`
 retries a failing async call with exponential backoff and jitter, logging one clear line per
 failure, and gives up with `RetriesExhausted` naming what was tried and the last error.
+A server's Retry-After (`parse_retry_after`: delta-seconds or an HTTP date) is honoured in full,
+even beyond the policy's `max_s` (the wait is then logged as such).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -55,19 +60,62 @@ class RateLimiter:
                 await asyncio.sleep((1.0 - self._tokens) / self.rate)
 
 
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait from an HTTP Retry-After header: delta-seconds ("120", "0.5") or an HTTP date
+    ("Wed, 21 Oct 2015 07:28:00 GMT", counted from `now`, default the current UTC time; a date in
+    the past is 0). None when the header is absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT
+        when = when.replace(tzinfo=dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """How often and how patiently to retry: delay = min(max_s, base_s * 2**attempt) ± jitter."""
+    """How often and how patiently to retry: delay = min(max_s, base_s * 2**attempt) ± jitter.
+
+    A server's Retry-After is not capped by `max_s`: the server knows when it will answer again.
+    """
 
     attempts: int = 5
+    """Calls in all, the first included (at least 1)."""
     base_s: float = 0.5
     max_s: float = 30.0
     jitter: float = 0.1
     """Fraction of the delay drawn at random either way, so many clients do not retry in step."""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ValueError(f"RetryPolicy attempts={self.attempts!r} must be an integer >= 1 (the first call counts)")
+        for name in ("base_s", "max_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"RetryPolicy {name}={value!r} must be a finite number of seconds >= 0")
+        if not (isinstance(self.jitter, (int, float)) and 0 <= self.jitter < 1):
+            raise ValueError(f"RetryPolicy jitter={self.jitter!r} must be within [0, 1)")
+
     def delay(self, attempt: int, retry_after_s: float | None = None) -> float:
-        """Seconds to wait before attempt `attempt + 1` (0-based); a server's Retry-After wins."""
+        """Seconds to wait before attempt `attempt + 1` (0-based); a server's Retry-After wins, in full."""
         if retry_after_s is not None and retry_after_s >= 0:
-            return min(self.max_s, retry_after_s)
+            return float(retry_after_s)
         d = min(self.max_s, self.base_s * 2**attempt)
         return max(0.0, d * (1 + random.uniform(-self.jitter, self.jitter)))
 
@@ -104,7 +152,8 @@ async def with_retries(
         except Exception as exc:
             last = exc
             retry = retry_on(exc) and attempt + 1 < policy.attempts
-            wait = policy.delay(attempt, retry_after_of(exc)) if retry else 0.0
+            server_wait = retry_after_of(exc)
+            wait = policy.delay(attempt, server_wait) if retry else 0.0
             if log is not None:
                 log.warning(
                     "call failed",
@@ -114,6 +163,14 @@ async def with_retries(
                     error=f"{type(exc).__name__}: {exc}",
                     retry_in_s=round(wait, 3) if retry else None,
                 )
+                if retry and server_wait is not None and wait > policy.max_s:
+                    log.warning(
+                        "server asks for a long wait",
+                        call=what,
+                        retry_after_s=round(wait, 3),
+                        max_s=policy.max_s,
+                        note="Retry-After honoured in full, beyond the policy's max_s",
+                    )
             if not retry_on(exc):
                 raise
             if retry:

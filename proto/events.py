@@ -130,6 +130,54 @@ class RawBatch(Event, kw_only=True, tag="raw.v1"):
         return len(self.recv_ts)
 
 
+class TickRange(msgspec.Struct, frozen=True, kw_only=True):
+    """Prices in [start, end] (units of 1/PRICE_SCALE USD) trade on a grid of `step`."""
+
+    start: int
+    end: int
+    step: int
+
+
+class MarketInfo(Event, kw_only=True, tag="market.info.v1"):
+    """What a venue says about one instrument: title, status, tick grid, minimum order, fee schedule.
+
+    Published by the live source at setup and whenever it changes, on `md.info.<venue>.<instrument>`
+    (the instrument is the one its books go out under). Unknown facts stay at their defaults.
+    Fees: Polymarket takers pay `C × taker_fee_rate × (p(1 − p))^fee_exponent` (`libs.fees`);
+    `base_fee_bps` is the CLOB's base fee (GET /fee-rate, the rate signed into orders), kept as
+    reported. Kalshi's fee rule is the venue-wide schedule named in `fee_note`.
+    """
+
+    venue: str
+    instrument: str
+    market_id: str = ""
+    """The venue's own id: Kalshi ticker, Polymarket outcome token id."""
+    source: str = "live"
+    title: str = ""
+    status: str = ""
+    """As the venue says it (Kalshi: active, closed, settled...; Polymarket: open, closed, archived)."""
+    tick_size: int = 0
+    """The smallest price step, in units of 1/PRICE_SCALE USD (100 = $0.01); 0 when unknown."""
+    tick_ranges: list[TickRange] = []
+    """The grid per price range when it is not one step everywhere (Kalshi `tapered_deci_cent`)."""
+    min_order_size: float = 0.0
+    """Smallest order the venue accepts, in contracts (0: unknown or none)."""
+    close_ts: int | None = None
+    """When trading closes (UTC ns), if known."""
+    expiration_ts: int | None = None
+    neg_risk: bool | None = None
+    """Polymarket: part of a neg-risk (multi-outcome) market."""
+    base_fee_bps: int | None = None
+    """Polymarket: the CLOB's base fee in basis points (GET /fee-rate `base_fee`, market `taker_base_fee`)."""
+    maker_base_fee_bps: int | None = None
+    taker_fee_rate: str = ""
+    """The taker fee coefficient as the venue states it ("0.07"), when it reports one; "" when unknown."""
+    fee_exponent: str = ""
+    """The exponent of p(1 − p) in the taker fee ("1"), when reported."""
+    fees_enabled: bool | None = None
+    fee_note: str = ""
+
+
 class Leg(msgspec.Struct, frozen=True, kw_only=True):
     """One side of a multi-venue position: buy `size` of `outcome` on `venue`."""
 
@@ -274,10 +322,13 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     TradeBatch,
     BarBatch,
     RawBatch,
+    MarketInfo,
     Opportunity,
     Intent,
     Decision,
     PaperTrade,
     RunStatus,
 )
-AnyEvent = BookBatch | TradeBatch | BarBatch | RawBatch | Opportunity | Intent | Decision | PaperTrade | RunStatus
+AnyEvent = (
+    BookBatch | TradeBatch | BarBatch | RawBatch | MarketInfo | Opportunity | Intent | Decision | PaperTrade | RunStatus
+)

@@ -2,7 +2,8 @@
 
 `md.book.<venue>.<instrument>`, `md.trade.<venue>.<instrument>`,
 `md.bar.<venue>.<instrument>.<timeframe>`, `md.raw.<venue>` (venue responses as received, for
-recording), `ohlcv.nightly.<request_id>` (nightly-update progress, core NATS only), `opp.<strategy>`,
+recording), `md.info.<venue>.<instrument>` (a market's title, status, tick size and fees),
+`ohlcv.nightly.<request_id>` (nightly-update progress, core NATS only), `opp.<strategy>`,
 `intent.<strategy>`, `paper.<kind>.<run_id>`, `dlq.<consumer>`, `svc.<service>.<verb>`,
 `sim.job.<job_id>.<kind>` (job, status, result), `sim.calibration.<cal_hash>`, `sim.work` (the
 work queue) and `sim.progress.<job_id>` (core NATS only, not stored).
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from proto.events import BarBatch, BookBatch, TradeBatch
+from proto.events import BarBatch, BookBatch, MarketInfo, RawBatch, TradeBatch
 
 MULTI = "_multi"
 _BAD_TOKEN = re.compile(r"[\s.*>]")
@@ -42,8 +43,13 @@ def bar(venue: str, instrument: str, timeframe: str) -> str:
     return f"md.bar.{token(venue, 'venue')}.{token(instrument, 'instrument')}.{token(timeframe, 'timeframe')}"
 
 
-def of_batch(batch: BookBatch | TradeBatch | BarBatch) -> str:
-    """The subject a market-data batch goes on: md.book / md.trade / md.bar (`_multi` for several instruments)."""
+def of_batch(batch: BookBatch | TradeBatch | BarBatch | RawBatch | MarketInfo) -> str:
+    """The subject a market-data event goes on: md.book / md.trade / md.bar (`_multi` for several
+    instruments), md.raw.<venue> for a recording, md.info.<venue>.<instrument> for market facts."""
+    if isinstance(batch, RawBatch):
+        return raw(batch.venue)
+    if isinstance(batch, MarketInfo):
+        return info(batch.venue, batch.instrument)
     inst = batch.instruments[0] if len(batch.instruments) == 1 else MULTI
     if isinstance(batch, BarBatch):
         return bar(batch.venue, inst, batch.timeframe)
@@ -55,6 +61,11 @@ def of_batch(batch: BookBatch | TradeBatch | BarBatch) -> str:
 def raw(venue: str) -> str:
     """Venue responses exactly as received (a recording)."""
     return f"md.raw.{token(venue, 'venue')}"
+
+
+def info(venue: str, instrument: str) -> str:
+    """A market's facts (MarketInfo): title, status, tick size, fee schedule."""
+    return f"md.info.{token(venue, 'venue')}.{token(instrument, 'instrument')}"
 
 
 def nightly_progress(request_id: str) -> str:
@@ -100,6 +111,7 @@ BOOK_ALL = "md.book.>"
 TRADE_ALL = "md.trade.>"
 BAR_ALL = "md.bar.>"
 RAW_ALL = "md.raw.>"
+INFO_ALL = "md.info.>"
 NIGHTLY_ALL = "ohlcv.nightly.>"
 SVC_BARS_ALL = "svc.bars.*"
 """Every verb of the OHLCV bar manager (`svc.bars.<verb>`)."""

@@ -72,7 +72,7 @@ async def cmd_run(settings: Settings, name: str) -> int:
 
 
 async def cmd_demo(
-    settings: Settings, synthetic_s: float, replay_speed: float | None, keep: bool, sim_runs: int
+    settings: Settings, synthetic_s: float, replay_speed: float | None, keep: bool, sim_runs: int, market_data: bool
 ) -> int:
     from services.demo import run_demo
     from services.report.summary import render
@@ -86,6 +86,7 @@ async def cmd_demo(
         replay_speed=replay_speed,
         sim_runs=sim_runs,
         on_report=lambda report: print(render(report), flush=True),
+        market_data=market_data,
     )
     return 0
 
@@ -310,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--replay-speed", type=float, default=200_000.0, help="N x real time; 0 = as fast as possible")
     demo.add_argument("--keep", action="store_true", help="keep earlier data under MT_HOME")
     demo.add_argument("--sim-runs", type=int, default=8, help="Monte Carlo runs of the simulation job (0: none)")
+    demo.add_argument("--no-market-data", action="store_true", help="skip the replays, generator and bar manager")
     rep = sub.add_parser("report", help="print the run report from ClickHouse")
     rep.add_argument("--json", action="store_true")
     sub.add_parser("schema", help="export JSON Schema for every event to proto/schema/")
@@ -333,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(cmd_run(settings, args.service))
         if args.cmd == "demo":
             speed = args.replay_speed or None
-            return asyncio.run(cmd_demo(settings, args.synthetic_seconds, speed, args.keep, args.sim_runs))
+            return asyncio.run(
+                cmd_demo(settings, args.synthetic_seconds, speed, args.keep, args.sim_runs, not args.no_market_data)
+            )
         if args.cmd == "report":
             return cmd_report(settings, args.json)
         if args.cmd == "schema":

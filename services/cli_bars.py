@@ -1,7 +1,8 @@
 """`markettwin bars ...`: the OHLCV bar manager from the command line (import, resample, completeness, gaps, show).
 
 Every verb opens the store the settings describe (`libs.store.open_store`), migrates it and
-closes it; results print as JSON, `show` as a table.
+closes it; results print as JSON, `show` as a table. A symbol's asset class is `--asset-class`,
+else MT_BARS_ASSET_OVERRIDES, else the symbol rule (`libs.bars.assets`).
 """
 
 from __future__ import annotations
@@ -12,21 +13,22 @@ from typing import Any
 
 import msgspec
 
-from libs.bars.assets import ASSET_CLASSES, TIMEFRAMES, asset_class
+from libs.bars.assets import ASSET_CLASSES, TIMEFRAMES, AssetClass, parse_overrides, resolve_assets
 from libs.bars.calendars import session_of
 from libs.bars.completeness import THRESHOLD_PCT, analyse, validate_stored
 from libs.bars.importer import import_file
 from libs.bars.resample import RESAMPLE_TARGETS
 from libs.bars.store import bar_range, read_bars, resample_stored, stored_symbols
+from libs.bars.timeutil import parse_date
 from libs.config import Settings
 from libs.store import open_store
 
 
 def _date(text: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+        return parse_date(text, "date")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _time(text: str) -> dt.datetime:
@@ -89,6 +91,11 @@ def _print_json(value: Any) -> None:
 
 def cmd_bars(settings: Settings, args: argparse.Namespace) -> int:
     """Run one `bars` verb; errors surface as ValueError/StoreError for `markettwin` to print."""
+    configured = parse_overrides(settings.bars_asset_overrides)
+
+    def asset_class(symbol: str, override: str | None) -> AssetClass:
+        return resolve_assets([symbol], override, configured)[symbol]
+
     store = open_store(settings)
     try:
         store.migrate()
@@ -118,6 +125,7 @@ def cmd_bars(settings: Settings, args: argparse.Namespace) -> int:
                 include_details=args.details,
                 threshold_pct=args.threshold,
                 asset_override=args.asset_class,
+                configured_assets=configured,
             )
             _print_json(report)
         elif cmd == "gaps":

@@ -3,6 +3,7 @@
 With NATS_URL set the batches go to that NATS (a running MarketTwin's recorder stores them);
 without it the command starts an embedded stack (nats-server + chDB under MT_HOME) with the
 recorder, publishes, waits until everything is stored and says how many rows landed where.
+`publishing` is that outlet, shared by every on-demand command (the venue commands too).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,25 @@ import msgspec
 
 from libs.bus import Bus
 from libs.bus.admin import wait_idle
+from libs.clock import check_speed
 from libs.config import Settings
-from proto.events import BarBatch, BookBatch, TradeBatch
+from libs.store import Store, open_store
+from proto.events import BarBatch, BookBatch, MarketInfo, RawBatch, TradeBatch
 from services.ingest import generators, replay_files
 
-Publish = Callable[[Sequence[BookBatch | TradeBatch | BarBatch]], Awaitable[None]]
-MD_TABLES = ("book_tops", "md_trades", "ohlcv")
+MdEvent = BookBatch | TradeBatch | BarBatch | RawBatch | MarketInfo
+Publish = Callable[[Sequence[MdEvent]], Awaitable[None]]
+MD_TABLES = ("book_tops", "md_trades", "ohlcv", "md_raw", "market_info")
+
+
+@dataclass(frozen=True)
+class Outlet:
+    """Where an on-demand command publishes (`publish` routes every market-data event by its subject)
+    and, when asked for, the store it reads from (the embedded chDB, or CLICKHOUSE_URL)."""
+
+    publish: Publish
+    bus: Bus
+    store: Store | None = None
 
 
 def add_ingest_parsers(sub: Any) -> None:
@@ -48,14 +63,23 @@ def add_ingest_parsers(sub: Any) -> None:
 
 
 @asynccontextmanager
-async def publishing(settings: Settings, name: str) -> AsyncIterator[Publish]:
-    """A publish callable onto NATS_URL, or onto an embedded stack whose recorder stores everything."""
+async def publishing(settings: Settings, name: str, *, with_store: bool = False) -> AsyncIterator[Outlet]:
+    """An outlet onto NATS_URL, or onto an embedded stack whose recorder stores everything.
+
+    With NATS_URL, `with_store` opens CLICKHOUSE_URL (ValueError when unset: the embedded chDB
+    belongs to the running MarketTwin). Embedded, the store is the stack's chDB.
+    """
     if settings.nats_url:
+        if with_store and not settings.clickhouse_url:
+            raise ValueError(f"markettwin {name} with NATS_URL needs CLICKHOUSE_URL to read from")
+        store = open_store(settings) if with_store else None
         bus = await Bus.connect(settings.nats_url, name=f"markettwin-{name}")
         try:
-            yield generators.bus_publisher(bus)
+            yield Outlet(generators.bus_publisher(bus), bus, store)
         finally:
             await bus.close()
+            if store is not None:
+                store.close()
         return
     from services.demo import RECORDERS
     from services.runtime import Stack
@@ -65,11 +89,11 @@ async def publishing(settings: Settings, name: str) -> AsyncIterator[Publish]:
         await stack.start("recorder")
         bus = await stack.connect(name)
         before = stack.store.table_counts()
-        yield generators.bus_publisher(bus)
+        yield Outlet(generators.bus_publisher(bus), bus, stack.store)
         if not await wait_idle(bus, RECORDERS, timeout_s=600):
             raise RuntimeError("the recorder did not store everything within 600 s")
         after = stack.store.table_counts()
-        stored = {t: after[t] - before.get(t, 0) for t in MD_TABLES if after[t] != before.get(t, 0)}
+        stored = {t: after[t] - before.get(t, 0) for t in MD_TABLES if after.get(t, 0) != before.get(t, 0)}
         where = settings.home / "clickhouse"
         print(f"stored in chDB ({where}): " + ", ".join(f"{n} {t}" for t, n in stored.items()), flush=True)
     finally:
@@ -80,18 +104,20 @@ async def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
     """Publish the generated market and print what went out."""
     spec = generators.spec_from_args(args)
     spec.feed(None)  # validate every parameter before connecting to anything
-    async with publishing(settings, "generate") as publish:
-        stats = await generators.run_generator(publish, spec, args.speed or None, args.seconds)
+    check_speed(args.speed or None)
+    async with publishing(settings, "generate") as out:
+        stats = await generators.run_generator(out.publish, spec, args.speed or None, args.seconds)
     print(msgspec.json.encode(stats).decode())
     return 0
 
 
 async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     """Replay one file and print what went out."""
-    speed = args.speed or None
+    speed = check_speed(args.speed or None)  # a bad speed is named before anything starts
     if not args.path.exists():
         raise ValueError(f"{args.path}: no such file or folder")
-    async with publishing(settings, f"replay-{args.replay_kind}") as publish:
+    async with publishing(settings, f"replay-{args.replay_kind}") as out:
+        publish = out.publish
         if args.replay_kind == "lobster":
             stats = await replay_files.replay_lobster(publish, args.path, args.orderbook, speed=speed)
         elif args.replay_kind == "bitstamp":

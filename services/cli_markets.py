@@ -5,16 +5,22 @@
 - `markets check FILE`: validate a mapping file and list its pairs.
 - `markets fetch --venue polymarket|kalshi [--out FILE]`: a venue's market list as JSON (for propose).
 - `markets balance`: the Kalshi account balance (signed request; MT_KALSHI_API_KEY_ID, MT_KALSHI_PRIVATE_KEY_PATH).
-- `record --seconds N`: run the live source with recording on, into ClickHouse (`md_raw`, `book_tops`).
+- `record --seconds N`: run the live source with recording on, into ClickHouse (`md_raw`, `book_tops`,
+  `market_info`).
 - `replay-recording --venue kalshi [--speed 0] [--start ISO] [--end ISO]`: republish a recording's books.
+
+Like `markettwin generate`/`replay`, `record` and `replay-recording` publish onto NATS_URL when set,
+else into an embedded stack whose recorder stores everything (`cli_ingest.publishing`).
+Exit codes: 2 for bad input (a missing file, a bad mapping file, a bad option value or setting),
+1 when a venue fails (no usable answer after retries, a payload that does not parse).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,16 +29,18 @@ from typing import Any
 import msgspec
 import structlog
 
+from libs.clock import check_speed
 from libs.config import Settings
 from libs.retry import RateLimiter, RetriesExhausted
 from libs.venues import KALSHI, POLYMARKET, VENUES
-from libs.venues.errors import VenueHTTPError
-from libs.venues.kalshi import KalshiClient, host_for
+from libs.venues.errors import PayloadError, VenueHTTPError
+from libs.venues.kalshi import KalshiClient, auth_settings, host_for
 from libs.venues.mapping import MappingError, dump_pairs, load_markets
 from libs.venues.pairing import flatten_markets, kalshi_candidates, polymarket_candidates, propose
 from libs.venues.polymarket import PolymarketClient
-from proto import subjects
-from proto.events import BookBatch, RawBatch
+from proto.events import RawBatch
+from services.cli_ingest import publishing
+from services.ingest.generators import parse_start
 
 MARKET_COMMANDS = ("markets", "record", "replay-recording")
 """Top-level commands `cmd_markets` handles."""
@@ -67,13 +75,9 @@ def add_markets_parser(sub: Any) -> None:
     rp.add_argument("--end", help="ISO time (UTC), exclusive")
 
 
-def _iso_ns(value: str | None) -> int | None:
-    if not value:
-        return None
-    t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return int(t.timestamp() * 1_000_000_000)
+def _iso_ns(value: str | None, option: str) -> int | None:
+    """An ISO time option as exact UTC ns (None when not given); ValueError naming the option."""
+    return parse_start(value, option) if value else None
 
 
 def _is_url(value: str) -> bool:
@@ -129,18 +133,20 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{mm.path}: {len(mm.pairs)} pair(s), {len(mm.confirmed)} confirmed")
     for p in mm.pairs:
         mark = "confirmed" if p.confirmed else "UNCONFIRMED"
+        resolves = p.resolution_date.isoformat() if p.resolution_date else "? (no resolution_date yet)"
         print(
             f"  {p.opportunity_key}: kalshi {p.kalshi.ticker} <-> polymarket yes {p.polymarket.yes_token[:12]}… "
-            f"no {p.polymarket.no_token[:12]}… ({p.orientation}, resolves {p.resolution_date}, {mark})"
+            f"no {p.polymarket.no_token[:12]}… ({p.orientation}, resolves {resolves}, {mark})"
         )
     return 0
 
 
 async def _balance(settings: Settings) -> int:
+    key_id, key_path = auth_settings(settings)
     kc = KalshiClient(
         host_for(settings.kalshi_host, settings.kalshi_use_demo),
-        key_id=settings.kalshi_api_key_id,
-        private_key=settings.kalshi_private_key_path,
+        key_id=key_id,
+        private_key=key_path,
         log=structlog.get_logger().bind(service="cli", venue=KALSHI),
     )
     bal = await kc.balance()
@@ -148,82 +154,73 @@ async def _balance(settings: Settings) -> int:
     return 0
 
 
-def _book_subject(b: BookBatch) -> str:
-    return subjects.book(b.venue, b.instruments[0] if len(b.instruments) == 1 else subjects.MULTI)
-
-
 async def _record(settings: Settings, seconds: float, venues: Sequence[str]) -> int:
-    from libs.bus.admin import wait_idle
-    from services.demo import RECORDERS
     from services.ingest.live import run_live
-    from services.runtime import Stack
 
-    stack = await Stack.open(settings)
-    try:
-        await stack.start("recorder")
-        bus = await stack.connect("record")
-        log = structlog.get_logger().bind(service="record")
-
-        async def publish(batches: Sequence[BookBatch]) -> None:
-            for b in batches:
-                await bus.publish(_book_subject(b), b)
+    log = structlog.get_logger().bind(service="record")
+    async with publishing(settings, "record") as out:
 
         async def publish_raw(batch: RawBatch) -> None:
-            await bus.publish(subjects.raw(batch.venue), batch)
+            await out.publish([batch])
 
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(seconds, stop.set)
-        stats = await run_live(publish, publish_raw, settings, log, venues=venues, stop=stop)
-        await wait_idle(bus, RECORDERS, timeout_s=60)
-        print(msgspec.json.encode(stats).decode())
-        return 0
-    finally:
-        await stack.close()
+        stats = await run_live(out.publish, publish_raw, settings, log, venues=venues, stop=stop)
+    print(msgspec.json.encode(stats).decode(), flush=True)
+    return 0
 
 
-async def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from libs.bus.admin import wait_idle
-    from services.demo import RECORDERS
+async def _replay(settings: Settings, args: argparse.Namespace, start_ns: int | None, end_ns: int | None) -> int:
     from services.ingest.replay_raw import replay_recording
-    from services.runtime import Stack
 
-    stack = await Stack.open(settings)
-    try:
-        await stack.start("recorder")
-        bus = await stack.connect("replay-recording")
-
-        async def publish(batches: Sequence[BookBatch]) -> None:
-            for b in batches:
-                await bus.publish(_book_subject(b), b)
-
+    async with publishing(settings, "replay-recording", with_store=True) as out:
+        assert out.store is not None
         stats = await replay_recording(
-            stack.store,
-            publish,
+            out.store,
+            out.publish,
             venue=args.venue,
-            start_ns=_iso_ns(args.start),
-            end_ns=_iso_ns(args.end),
+            start_ns=start_ns,
+            end_ns=end_ns,
             speed=args.speed or None,
             log=structlog.get_logger().bind(service="replay-recording"),
         )
-        await wait_idle(bus, RECORDERS, timeout_s=60)
-        print(msgspec.json.encode(stats).decode())
-        return 0
-    finally:
-        await stack.close()
+    print(msgspec.json.encode(stats).decode(), flush=True)
+    return 0
+
+
+def _venues(text: str) -> list[str]:
+    """A --venues comma list, each one known; ValueError naming an unknown one."""
+    venues = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in venues if v not in VENUES]
+    if unknown or not venues:
+        raise ValueError(f"--venues {text!r}: unknown venue(s) {unknown} (known: {', '.join(VENUES)})")
+    return venues
 
 
 def cmd_markets(settings: Settings, args: argparse.Namespace) -> int:
-    """Run one of the venue commands; a bad mapping file or input is one clear line and exit 1."""
+    """Run one of the venue commands; bad input is one clear line and exit 2, a venue failure exit 1."""
     try:
         if args.cmd == "record":
-            return asyncio.run(_record(settings, args.seconds, [v for v in args.venues.split(",") if v]))
+            if not (math.isfinite(args.seconds) and args.seconds > 0):
+                raise ValueError(f"--seconds {args.seconds!r} must be a positive number of seconds")
+            venues = _venues(args.venues)
+            if settings.markets_file is None:  # checked before anything starts
+                raise ValueError("markettwin record needs a market mapping file: set MT_MARKETS_FILE")
+            load_markets(settings.markets_file)
+            if KALSHI in venues:
+                auth_settings(settings)
+            return asyncio.run(_record(settings, args.seconds, venues))
         if args.cmd == "replay-recording":
-            return asyncio.run(_replay(settings, args))
+            check_speed(args.speed or None)
+            start_ns, end_ns = _iso_ns(args.start, "--start"), _iso_ns(args.end, "--end")
+            return asyncio.run(_replay(settings, args, start_ns, end_ns))
         if args.markets_cmd == "propose":
             return asyncio.run(_propose(settings, args))
         if args.markets_cmd == "check":
             return _check(settings, args)
         if args.markets_cmd == "fetch":
+            if args.max_pages < 1:
+                raise ValueError(f"--max-pages {args.max_pages!r} must be at least 1")
             markets = asyncio.run(_fetch(settings, args.venue, args.host, args.status, args.max_pages))
             text = json.dumps(markets, indent=1)
             if args.out:
@@ -234,7 +231,10 @@ def cmd_markets(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         if args.markets_cmd == "balance":
             return asyncio.run(_balance(settings))
-    except (MappingError, FileNotFoundError, ValueError, RetriesExhausted, VenueHTTPError) as e:
-        print(f"markettwin {args.cmd}: {e}", file=sys.stderr)
+    except (RetriesExhausted, VenueHTTPError, PayloadError) as e:
+        print(f"markettwin {args.cmd}: venue failed: {e}", file=sys.stderr)
         return 1
+    except (MappingError, FileNotFoundError, ValueError) as e:
+        print(f"markettwin {args.cmd}: {e}", file=sys.stderr)
+        return 2
     raise ValueError(f"unknown markets command {args!r}")

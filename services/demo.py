@@ -1,5 +1,6 @@
 """The demo: the embedded stack on the Fed replay and the synthetic market, then the report;
-then Monte Carlo jobs on the simulator calibrated to the real AMZN day (a normal day with a
+then market data (LOBSTER and Bitstamp replays, a Heston generator, the OHLCV bar manager on
+real bars and its HTTP API); then Monte Carlo jobs on the simulator calibrated to the real AMZN day (a normal day with a
 TWAP and a VWAP sell measured against the baseline, and a flash crash), through the job API
 and the workers.
 
@@ -14,9 +15,11 @@ from collections.abc import Callable
 
 import msgspec
 
+from libs.bus import free_port
 from libs.bus.admin import wait_idle
 from libs.config import Settings
 from proto import streams
+from services.demo_md import market_data_demo
 from services.recorder.service import CONSUMERS as RECORDER_CONSUMERS
 from services.report.summary import Report, build
 from services.runtime import Stack
@@ -55,10 +58,13 @@ async def run_demo(
     synthetic_rate: float = 100.0,
     sim_runs: int = 0,
     on_report: Callable[[Report], None] | None = None,
+    market_data: bool = False,
 ) -> Report:
     """Replay the Fed market, run the synthetic market for `synthetic_s`, stop the run, report;
-    then, with `sim_runs` > 0, print the simulation job's summary."""
-    settings = msgspec.structs.replace(settings, ingest_sources="", http_port=0)
+    with `market_data`, print the market-data part (`demo_md`); with `sim_runs` > 0, print the
+    simulation job's summary."""
+    port = free_port() if market_data else 0
+    settings = msgspec.structs.replace(settings, ingest_sources="", http_port=port, http_host="127.0.0.1")
     stack = await Stack.open(settings)
     try:
         for name in UP_ORDER:
@@ -76,6 +82,9 @@ async def run_demo(
         report = await asyncio.to_thread(build, stack.store)
         if on_report is not None:
             on_report(report)
+        if market_data:
+            await stack.stop_service("detect")  # the prediction-market pipeline is done; these are other venues
+            print(await market_data_demo(stack, port), flush=True)
         if sim_runs > 0:
             for name in SIM_ORDER:
                 await stack.start(name)

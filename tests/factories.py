@@ -19,10 +19,12 @@ from proto.events import (
     Intent,
     Leg,
     LegFill,
+    MarketInfo,
     Opportunity,
     PaperTrade,
     RawBatch,
     RunStatus,
+    TickRange,
     TradeBatch,
 )
 
@@ -104,6 +106,26 @@ def raw(id: str, **changes: Any) -> RawBatch:
             endpoint=["GET /trade-api/v2/markets/KX-A/orderbook", "GET /trade-api/v2/markets?limit=1"],
             status=[200, 429],
             body=[b'{"orderbook": {"yes": [[45, 10]], "no": null}}', b'{"error": "too many requests"}'],
+        ),
+        changes,
+    )
+
+
+def market_info(id: str, **changes: Any) -> MarketInfo:
+    return _with(
+        MarketInfo(
+            id=id,
+            ts=T0 + 11,
+            venue="kalshi",
+            instrument="KX-A",
+            market_id="KX-A",
+            title="Will A happen?",
+            status="active",
+            tick_size=10,
+            tick_ranges=[TickRange(start=0, end=1_000, step=10), TickRange(start=1_000, end=9_000, step=100)],
+            min_order_size=1.0,
+            close_ts=T0 + 86_400_000_000_000,
+            fee_note="taker ceil(0.07 C P (1-P))",
         ),
         changes,
     )

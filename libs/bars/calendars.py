@@ -15,6 +15,7 @@ A session is labelled by its date; a daily bar's timestamp is that date at 00:00
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,10 +25,8 @@ import numpy as np
 import pandas as pd
 
 from libs.bars.assets import AssetClass, check_asset
+from libs.bars.timeutil import DAY_NS, MINUTE_NS, NY, from_ns
 
-NY = "America/New_York"
-MINUTE_NS = 60_000_000_000
-DAY_NS = 86_400 * 1_000_000_000
 XNYS_FIRST = dt.date(1990, 1, 1)
 XNYS_LAST = dt.date(2035, 12, 31)
 """The range the NYSE calendar is built for (a request outside it is an error naming it)."""
@@ -75,8 +74,18 @@ def _as_date(d: dt.date) -> dt.date:
     return d.date() if isinstance(d, dt.datetime) else d
 
 
-@lru_cache(maxsize=1)
+_XNYS_LOCK = threading.Lock()
+
+
 def _xnys():  # type: ignore[no-untyped-def]
+    """The NYSE calendar, built once: under a lock, as worker threads ask for it at the same time
+    (two builds at once would race on the process-wide warning filters)."""
+    with _XNYS_LOCK:
+        return _build_xnys()
+
+
+@lru_cache(maxsize=1)
+def _build_xnys():  # type: ignore[no-untyped-def]
     import exchange_calendars as xcals
 
     with warnings.catch_warnings():  # exchange_calendars 4.13 uses Series.values, deprecated in pandas 3.1
@@ -124,17 +133,13 @@ def sessions(asset: AssetClass, start: dt.date, end: dt.date) -> list[Session]:
         out.append(
             Session(
                 date=d,
-                open_utc=_utc(o),
-                close_utc=_utc(c),
+                open_utc=from_ns(o),
+                close_utc=from_ns(c),
                 minutes=(c - o) // MINUTE_NS,
                 early_close=bool(e),
             )
         )
     return out
-
-
-def _utc(ns: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC)
 
 
 def minutes_of(arr: SessionArrays) -> np.ndarray:

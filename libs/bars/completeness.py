@@ -18,19 +18,11 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from libs.bars.assets import AssetClass, asset_class, check_asset
-from libs.bars.calendars import (
-    DAY_NS,
-    MINUTE_NS,
-    NY,
-    XNYS_FIRST,
-    Session,
-    SessionArrays,
-    check_range,
-    session_arrays,
-    sessions,
-)
-from libs.bars.store import check_symbol, to_ns
+from libs.bars.assets import AssetClass, AssetOverride, check_asset, check_override, resolve_assets
+from libs.bars.calendars import XNYS_FIRST, Session, SessionArrays, check_range, session_arrays, sessions
+from libs.bars.limits import check_size
+from libs.bars.store import check_symbol
+from libs.bars.timeutil import DAY_NS, MINUTE_NS, NY, from_ns, to_ns
 from libs.store import Store
 from libs.store.sql import quote_string
 
@@ -85,10 +77,6 @@ class CompletenessReport(msgspec.Struct):
     recommendations: list[str]
 
 
-def _utc(ns: int) -> dt.datetime:
-    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(ns) // 1_000)
-
-
 def validate_day(minutes_utc_ns: np.ndarray, session: Session) -> DayValidation:
     """Check one day's bar open times (UTC ns) against `session`: counts, gaps, unexpected bars."""
     m = np.unique(np.asarray(minutes_utc_ns, dtype=np.int64))
@@ -101,7 +89,7 @@ def validate_day(minutes_utc_ns: np.ndarray, session: Session) -> DayValidation:
     edges = np.diff(np.concatenate(([0], (~present).astype(np.int8), [0])))
     run_starts, run_ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     gaps = [
-        Gap(start=_utc(o + s * MINUTE_NS), end=_utc(o + e * MINUTE_NS), minutes=int(e - s))
+        Gap(start=from_ns(o + s * MINUTE_NS), end=from_ns(o + e * MINUTE_NS), minutes=int(e - s))
         for s, e in zip(run_starts.tolist(), run_ends.tolist(), strict=True)
     ]
     return DayValidation(
@@ -176,8 +164,14 @@ def summarise(days: list[DayValidation], *, include_details: bool = True, asset:
 
 
 def _pct(actual: int, expected: int) -> float:
-    """Percent of expected bars present, 2 decimals; 100 when nothing was expected."""
+    """Percent of expected bars present, 2 decimals (for output only); 100 when nothing was expected."""
     return round(100.0 * actual / expected, 2) if expected else 100.0
+
+
+def below_threshold(actual: int, expected: int, threshold_pct: float) -> bool:
+    """True when actual/expected is under `threshold_pct` percent, compared before any rounding
+    (94.9995% is under 95 although it prints as 95.0)."""
+    return bool(expected) and 100.0 * actual < threshold_pct * expected
 
 
 def analyse(
@@ -188,20 +182,30 @@ def analyse(
     *,
     include_details: bool = True,
     threshold_pct: float = THRESHOLD_PCT,
-    asset_override: str | None = None,
+    asset_override: AssetOverride = None,
+    configured_assets: dict[str, str] | None = None,
 ) -> CompletenessReport:
-    """The completeness report of `symbols` over the sessions dated [start, end] (stored 1min bars)."""
+    """The completeness report of `symbols` over the sessions dated [start, end] (stored 1min bars).
+
+    `asset_override` (one class, or {symbol: class}) and `configured_assets` (the setting
+    MT_BARS_ASSET_OVERRIDES, parsed) override the asset-class rule, in that order. The request
+    size is limited (`libs.bars.limits`: symbols, days, symbol-days).
+    """
     check_range(start, end)
     if not symbols:
         raise ValueError("symbols must name at least one symbol")
     if not 0.0 <= float(threshold_pct) <= 100.0:
         raise ValueError(f"threshold_pct must be between 0 and 100, got {threshold_pct!r}")
+    unique = list(dict.fromkeys(check_symbol(s) for s in symbols))
+    check_size(len(unique), start, end, synchronous=True)
+    assets = resolve_assets(unique, check_override(asset_override, unique), configured_assets)
     per: dict[str, SymbolCompleteness] = {}
-    for symbol in dict.fromkeys(check_symbol(s) for s in symbols):
-        asset = asset_class(symbol, asset_override)
-        days = validate_stored(store, symbol, asset, start, end)
-        per[symbol] = summarise(days, include_details=include_details, asset=asset)
-    attention = [s for s, c in per.items() if c.completeness_percentage < threshold_pct]
+    for symbol in unique:
+        days = validate_stored(store, symbol, assets[symbol], start, end)
+        per[symbol] = summarise(days, include_details=include_details, asset=assets[symbol])
+    attention = [
+        s for s, c in per.items() if below_threshold(c.total_actual_candles, c.total_expected_candles, threshold_pct)
+    ]
     expected = sum(c.total_expected_candles for c in per.values())
     actual = sum(c.total_actual_candles for c in per.values())
     overall = {

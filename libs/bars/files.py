@@ -16,7 +16,9 @@ Checks (each a `BarsFileError` naming the file, the 1-based data row, the column
 value): a missing column, an unparseable time, a price or volume that is empty, not a number,
 not finite or negative, `high` below `max(open, close)` or `low` above `min(open, close)`,
 and a duplicate timestamp. Rows out of order are NOT an error: some providers write newest
-first, so the frame is sorted ascending by time. Duplicates are refused rather than guessed.
+first, so the frame is sorted ascending by time (naive times written newest first are placed in the time zone in
+ascending order, so an autumn clock change resolves either way). Duplicates are refused rather
+than guessed.
 """
 
 from __future__ import annotations
@@ -27,9 +29,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-PRICE_COLUMNS = ("open", "high", "low", "close")
-COLUMNS = ("ts", *PRICE_COLUMNS, "volume")
-SCHEMA = {"ts": pl.Datetime("ns", "UTC"), **{c: pl.Float64 for c in (*PRICE_COLUMNS, "volume")}}
+from libs.bars.assets import TIMEFRAME_MINUTES
+from libs.bars.schema import TS_TYPE, VALUE_COLUMNS
 
 _ALIASES: dict[str, tuple[str, ...]] = {
     "ts": ("timestamp", "datetime", "date", "time", "ts", "t", "", "date_time", "index"),
@@ -68,7 +69,7 @@ def read_bars_file(path: Path | str, *, tz: str = "UTC", symbol: str | None = No
         raise BarsFileError(f"{name}: no bars" + (f" for symbol {symbol!r}" if symbol else ""))
     rows = raw[_ROW].to_numpy()
     ts = _parse_times(raw[cols["ts"]], name, cols["ts"], rows, tz)
-    values = {c: _parse_numbers(raw[cols[c]], name, cols[c], rows) for c in (*PRICE_COLUMNS, "volume")}
+    values = {c: _parse_numbers(raw[cols[c]], name, cols[c], rows) for c in VALUE_COLUMNS}
     _check_values(values, cols, name, rows)
     order = np.argsort(ts, kind="stable")
     ts_sorted = ts[order]
@@ -78,8 +79,8 @@ def read_bars_file(path: Path | str, *, tz: str = "UTC", symbol: str | None = No
         when = pd.Timestamp(int(ts_sorted[dup[0]]), tz="UTC").isoformat()
         raise BarsFileError(f"{name}: rows {a} and {b}: duplicate {cols['ts'] or 'time'} {when}")
     return pl.DataFrame(
-        {"ts": pl.Series(ts_sorted, dtype=pl.Int64).cast(pl.Datetime("ns", "UTC"))}
-        | {c: pl.Series(values[c][order], dtype=pl.Float64) for c in (*PRICE_COLUMNS, "volume")}
+        {"ts": pl.Series(ts_sorted, dtype=pl.Int64).cast(TS_TYPE)}
+        | {c: pl.Series(values[c][order], dtype=pl.Float64) for c in VALUE_COLUMNS}
     )
 
 
@@ -179,10 +180,17 @@ def _parse_iso(s: pl.Series, name: str, label: str, rows: np.ndarray, tz: str) -
 
 
 def _localize(naive: pd.Series, tz: str, name: str, label: str, rows: np.ndarray) -> np.ndarray:
-    """Naive wall times in `tz` to UTC nanoseconds, daylight-saving aware."""
+    """Naive wall times in `tz` to UTC nanoseconds, daylight-saving aware.
+
+    An ambiguous fall-back hour is resolved from the order of the times, which pandas reads
+    oldest first: a file written newest first (first time after the last) is localised reversed.
+    """
     naive = pd.Series(pd.to_datetime(naive)).dt.as_unit("ns").reset_index(drop=True)
     if tz.upper() == "UTC":
         return naive.astype("int64").to_numpy()
+    newest_first = len(naive) > 1 and naive.iloc[0] > naive.iloc[-1]
+    if newest_first:
+        naive, rows = naive[::-1].reset_index(drop=True), rows[::-1]
     try:
         local = naive.dt.tz_localize(tz, ambiguous="infer", nonexistent="raise")
     except Exception as exc:  # pytz/zoneinfo/pandas raise several types for a bad zone or a DST gap
@@ -194,7 +202,8 @@ def _localize(naive: pd.Series, tz: str, name: str, label: str, rows: np.ndarray
                 f"(daylight-saving change)"
             ) from exc
         raise BarsFileError(f"{name}: cannot place the times in time zone {tz!r} ({exc})") from exc
-    return local.dt.tz_convert("UTC").astype("int64").to_numpy()
+    out = local.dt.tz_convert("UTC").astype("int64").to_numpy()
+    return out[::-1].copy() if newest_first else out
 
 
 def _epoch(x: np.ndarray, name: str, label: str, rows: np.ndarray) -> np.ndarray:
@@ -232,7 +241,7 @@ def _parse_numbers(col: pl.Series, name: str, label: str, rows: np.ndarray) -> n
 
 def _check_values(v: dict[str, np.ndarray], cols: dict[str, str], name: str, rows: np.ndarray) -> None:
     """Finite, non-negative values and a high/low that contain open and close."""
-    for c in (*PRICE_COLUMNS, "volume"):
+    for c in VALUE_COLUMNS:
         x = v[c]
         bad = ~np.isfinite(x) | (x < 0)
         if bad.any():
@@ -264,7 +273,7 @@ def infer_timeframe(ts: pl.Series | np.ndarray) -> str:
     if len(x) < 2:
         raise ValueError("cannot infer a timeframe from fewer than two bars")
     step_min = float(np.median(np.diff(x))) / 60e9
-    table = {"1min": 1, "5min": 5, "15min": 15, "30min": 30, "1h": 60, "2h": 120, "4h": 240, "daily": 1440}
+    table = TIMEFRAME_MINUTES
     if step_min >= 1440 * 0.9:
         return "daily"
     best = min(table, key=lambda k: abs(np.log(step_min / table[k])) if step_min > 0 else np.inf)

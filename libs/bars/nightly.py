@@ -4,15 +4,27 @@ Pure of NATS: `NightlyUpdate.run()` works through the symbols (at most `max_conc
 at once) and calls `on_progress(status)` at every step, so a service can publish and persist the
 status. One symbol's failure (a provider error, a bad response) is recorded in its result and
 the others go on; the update ends `completed`, `completed_with_errors` (some failed) or `failed`
-(all failed, or the workflow itself broke).
+(all failed, or the workflow itself broke). A symbol ends `completed`, `failed`, `no_data`
+(every provider that covers its asset class answered, none had bars: not a failure) or
+`skipped` (another update was already working on it, see `SymbolClaims`).
+
+One symbol is worked on by one update at a time: an update starting a symbol that another
+running update holds skips it with the message `running in <request_id>` instead of waiting,
+so two overlapping updates never call a provider twice for the same bars (Polygon's free plan
+allows 5 requests a minute); the holder's run fills the data.
+
+The asset class of each symbol is the request's `asset_class` (one class for every symbol, or
+{symbol: class}), else the setting MT_BARS_ASSET_OVERRIDES, else the rule of `libs.bars.assets`.
 
 Per symbol: the range is [start_date, end_date] when given, else [the day of the last stored
 bar (or today − history_days), yesterday]; `missing_days` (the calendar's trading days without
 a complete set of stored minutes) says what to fetch. Missing days close together (≤ 5 days
-apart) are fetched in one provider call; only bars inside the missing days' sessions are kept
-(no pre/post-market equity bars). With `force_validation` each fetched day is checked against
-its session (`validate_day`) and the completeness recorded; with `enable_resampling` the
-fetched range is resampled to every timeframe.
+apart) are fetched in one provider call, asked for by the sessions' exact UTC bounds (first
+open to last close; each provider turns them into its own date convention); only bars inside
+the missing days' sessions are kept (no pre/post-market equity bars). With `force_validation`
+each fetched day is checked against its session (`validate_day`: bars on whole minutes inside
+the session) and the completeness recorded; with `enable_resampling` the fetched range is
+resampled to every timeframe.
 """
 
 from __future__ import annotations
@@ -30,17 +42,21 @@ import pyarrow as pa
 
 from libs.bars import completeness
 from libs.bars import store as bars_store
-from libs.bars.assets import asset_class
-from libs.bars.calendars import sessions
+from libs.bars.assets import asset_class, check_override, parse_overrides, resolve_assets
+from libs.bars.calendars import Session, sessions
+from libs.bars.limits import MAX_DAYS, MAX_SYMBOLS, check_size
 from libs.bars.providers.base import ProviderError
+from libs.bars.timeutil import parse_date, to_ns
 from libs.config import Settings
 from libs.store import Store
 from libs.store.tables import NIGHTLY_UPDATES
 
+__all__ = ["MAX_DAYS", "MAX_SYMBOLS", "NightlyPlan", "NightlyRequest", "NightlyStatus", "NightlyUpdate", "SymbolClaims"]
+
 UpdateState = Literal["started", "in_progress", "completed", "completed_with_errors", "failed"]
-SymbolState = Literal["pending", "in_progress", "completed", "failed"]
-MAX_SYMBOLS = 1_000
-MAX_DAYS = 3_660
+SymbolState = Literal["pending", "in_progress", "completed", "failed", "no_data", "skipped"]
+FINISHED: tuple[str, ...] = ("completed", "failed", "no_data", "skipped")
+"""Symbol states that count as done."""
 GROUP_GAP_DAYS = 5
 
 STEP_CHECK = "Checking existing data"
@@ -49,6 +65,7 @@ STEP_VALIDATE = "Validating against the trading calendar"
 STEP_STORE = "Storing 1-minute bars"
 STEP_RESAMPLE = "Resampling to all timeframes"
 STEP_DONE = "Done"
+STEP_NO_DATA = "No data"
 
 
 class RequestError(ValueError):
@@ -64,6 +81,8 @@ class NightlyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     force_validation: bool = True
     enable_resampling: bool = True
     max_concurrent_symbols: int | None = None
+    asset_class: str | dict[str, str] | None = None
+    """One asset class for every symbol, or {symbol: class}; overrides MT_BARS_ASSET_OVERRIDES and the rule."""
 
 
 class NightlyPlan(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,6 +95,10 @@ class NightlyPlan(msgspec.Struct, frozen=True, kw_only=True):
     enable_resampling: bool
     max_concurrent_symbols: int
     history_days: int
+    asset_classes: dict[str, str] = msgspec.field(default_factory=dict)
+    """Each symbol's asset class, resolved when the request was checked."""
+    asset_override: str | dict[str, str] | None = None
+    """The request's `asset_class` as given (echoed in the status)."""
 
 
 class SymbolResult(msgspec.Struct, kw_only=True):
@@ -99,6 +122,8 @@ class SymbolResult(msgspec.Struct, kw_only=True):
     """Stored minutes over expected minutes across the fetched days (with force_validation)."""
     resampled: dict[str, int] = msgspec.field(default_factory=dict)
     error: str = ""
+    message: str = ""
+    """Why a symbol ended `no_data` or `skipped` (`running in <request_id>`)."""
     started_at: str | None = None
     finished_at: str | None = None
     duration_s: float | None = None
@@ -115,6 +140,8 @@ class Progress(msgspec.Struct, kw_only=True):
     estimated_time_remaining_seconds: float | None
     symbols_in_progress: list[str]
     failed_symbols: int = 0
+    skipped_symbols: int = 0
+    no_data_symbols: int = 0
 
 
 class NightlyStatus(msgspec.Struct, kw_only=True):
@@ -137,18 +164,6 @@ def iso(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_date(value: object, field: str) -> dt.date | None:
-    """A YYYY-MM-DD string (or None) as a date; RequestError naming the field otherwise."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise RequestError(f"{field} must be a date YYYY-MM-DD, got {value!r}")
-
-
 def plan_request(body: dict[str, Any], settings: Settings) -> NightlyPlan:
     """Check a start request and fill in defaults from settings; RequestError names the bad field."""
     try:
@@ -165,18 +180,20 @@ def plan_request(body: dict[str, Any], settings: Settings) -> NightlyPlan:
     for s in symbols:
         if not isinstance(s, str) or not s.strip() or any(c in s.strip() for c in " *>\t\n"):
             raise RequestError(f"symbols: {s!r} is not a valid symbol")
-        asset_class(s.strip())
         if s.strip() not in clean:
             clean.append(s.strip())
-    if len(clean) > MAX_SYMBOLS:
-        raise RequestError(f"symbols: {len(clean)} symbols, at most {MAX_SYMBOLS} per update")
-    start = parse_date(req.start_date, "start_date")
-    end = parse_date(req.end_date, "end_date")
-    if start is not None and end is not None:
-        if start > end:
+    try:
+        start = parse_date(req.start_date, "start_date") if req.start_date is not None else None
+        end = parse_date(req.end_date, "end_date") if req.end_date is not None else None
+        if start is not None and end is not None and start > end:
             raise RequestError(f"start_date {req.start_date} is after end_date {req.end_date}")
-        if (end - start).days > MAX_DAYS:
-            raise RequestError(f"start_date..end_date spans {(end - start).days} days, at most {MAX_DAYS}")
+        check_size(len(clean), start, end)
+        override = check_override(req.asset_class, clean)
+        assets = resolve_assets(clean, override, parse_overrides(settings.bars_asset_overrides))
+    except RequestError:
+        raise
+    except ValueError as e:
+        raise RequestError(str(e)) from None
     limit = req.max_concurrent_symbols
     if limit is None:
         limit = settings.bars_max_concurrent_symbols
@@ -190,7 +207,36 @@ def plan_request(body: dict[str, Any], settings: Settings) -> NightlyPlan:
         enable_resampling=req.enable_resampling,
         max_concurrent_symbols=limit,
         history_days=settings.bars_history_days,
+        asset_classes=dict(assets),
+        asset_override=req.asset_class,
     )
+
+
+class SymbolClaims:
+    """Which update is working on which symbol (one event loop, so a dict is the lock).
+
+    `claim` gives a symbol to an update or names the update that holds it; `release` gives it
+    back. Symbols are compared case-insensitively (providers upper-case tickers).
+    """
+
+    def __init__(self) -> None:
+        self._holders: dict[str, str] = {}
+
+    def claim(self, symbol: str, request_id: str) -> str | None:
+        """None when `request_id` now holds `symbol`, else the request id that already holds it."""
+        key = symbol.strip().upper()
+        holder = self._holders.setdefault(key, request_id)
+        return None if holder == request_id else holder
+
+    def release(self, symbol: str, request_id: str) -> None:
+        """Give `symbol` back if `request_id` holds it."""
+        key = symbol.strip().upper()
+        if self._holders.get(key) == request_id:
+            del self._holders[key]
+
+    def held(self) -> dict[str, str]:
+        """Symbol (upper case) -> the request id holding it."""
+        return dict(self._holders)
 
 
 def group_days(days: list[dt.date], gap: int = GROUP_GAP_DAYS) -> list[tuple[dt.date, dt.date]]:
@@ -202,10 +248,6 @@ def group_days(days: list[dt.date], gap: int = GROUP_GAP_DAYS) -> list[tuple[dt.
         else:
             runs.append((d, d))
     return runs
-
-
-def _ns(when: dt.datetime) -> int:
-    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1_000
 
 
 class NightlyUpdate:
@@ -221,6 +263,7 @@ class NightlyUpdate:
         on_progress: Callable[[NightlyStatus], Awaitable[None]] | None = None,
         today: dt.date | None = None,
         log: Any = None,
+        claims: SymbolClaims | None = None,
     ) -> None:
         self.request_id = request_id
         self.plan = plan
@@ -237,13 +280,13 @@ class NightlyUpdate:
         self.in_progress: list[str] = []
         self.current: str | None = None
         self.durations: list[float] = []
-        self._lock = asyncio.Lock()
+        self.claims = claims if claims is not None else SymbolClaims()
 
     # -- status -------------------------------------------------------------------------------
 
     def progress(self) -> Progress:
         total = len(self.results)
-        done = sum(1 for r in self.results.values() if r.status in ("completed", "failed"))
+        done = sum(1 for r in self.results.values() if r.status in FINISHED)
         failed = sum(1 for r in self.results.values() if r.status == "failed")
         eta: float | None = None
         if self.durations and done < total:
@@ -262,6 +305,8 @@ class NightlyUpdate:
             estimated_time_remaining_seconds=eta,
             symbols_in_progress=list(self.in_progress),
             failed_symbols=failed,
+            skipped_symbols=sum(1 for r in self.results.values() if r.status == "skipped"),
+            no_data_symbols=sum(1 for r in self.results.values() if r.status == "no_data"),
         )
 
     def status(self) -> NightlyStatus:
@@ -282,6 +327,7 @@ class NightlyUpdate:
                 "force_validation": p.force_validation,
                 "enable_resampling": p.enable_resampling,
                 "max_concurrent_symbols": p.max_concurrent_symbols,
+                "asset_class": p.asset_override,
             },
             symbol_results={k: msgspec.structs.replace(v, steps=list(v.steps)) for k, v in self.results.items()},
         )
@@ -327,19 +373,32 @@ class NightlyUpdate:
                 self.message = f"{len(failed)} of {len(self.results)} symbols failed: {', '.join(failed)}"
             else:
                 self.state, self.message = "failed", f"every symbol failed ({len(failed)})"
+            notes = [f"{s} {r.message}" for s, r in self.results.items() if r.status in ("skipped", "no_data")]
+            if notes:
+                self.message += "; " + "; ".join(notes)
         self.finished = dt.datetime.now(dt.UTC)
         self.current = None
         await self._emit()
         return self.status()
 
     async def _symbol(self, r: SymbolResult) -> None:
+        holder = self.claims.claim(r.symbol, self.request_id)
+        if holder is not None:
+            r.status, r.message = "skipped", f"running in {holder}"
+            r.current_step = f"Skipped: running in {holder}"
+            r.started_at = r.finished_at = iso(dt.datetime.now(dt.UTC))
+            if self.log is not None:
+                self.log.info("nightly symbol skipped", request_id=self.request_id, symbol=r.symbol, holder=holder)
+            await self._emit()
+            return
         t0 = time.monotonic()
         r.status = "in_progress"
         r.started_at = iso(dt.datetime.now(dt.UTC))
         self.in_progress.append(r.symbol)
         try:
             await self._work(r)
-            r.status = "completed"
+            if r.status == "in_progress":
+                r.status = "completed"
         except asyncio.CancelledError:
             r.status, r.error = "failed", "cancelled"
             raise
@@ -349,16 +408,22 @@ class NightlyUpdate:
             if self.log is not None:
                 self.log.warning("nightly symbol failed", request_id=self.request_id, symbol=r.symbol, error=r.error)
         finally:
+            self.claims.release(r.symbol, self.request_id)
             r.duration_s = round(time.monotonic() - t0, 3)
             r.finished_at = iso(dt.datetime.now(dt.UTC))
             self.durations.append(r.duration_s)
             self.in_progress.remove(r.symbol)
-            r.current_step = STEP_DONE if r.status == "completed" else f"Failed: {r.error[:200]}"
+            if r.status == "completed":
+                r.current_step = STEP_DONE
+            elif r.status == "no_data":
+                r.current_step = STEP_NO_DATA
+            else:
+                r.current_step = f"Failed: {r.error[:200]}"
             await self._emit()
 
     async def _work(self, r: SymbolResult) -> None:
         symbol = r.symbol
-        asset = asset_class(symbol)
+        asset = self.plan.asset_classes.get(symbol) or asset_class(symbol)
         r.asset_class = asset
         await self._step(r, STEP_CHECK)
         start, end = await self._range(symbol)
@@ -377,9 +442,8 @@ class NightlyUpdate:
             days = [by_day[d] for d in missing if first <= d <= last and d in by_day]
             if not days:
                 continue
-            lo, hi = days[0].open_utc, days[-1].close_utc
             frame, provider = await self.fetcher.fetch_minutes(
-                symbol, lo.date(), (hi - dt.timedelta(microseconds=1)).date(), asset=asset
+                symbol, days[0].open_utc, days[-1].close_utc, asset=asset
             )
             if provider and provider not in providers:
                 providers.append(provider)
@@ -388,7 +452,10 @@ class NightlyUpdate:
         r.provider = ",".join(providers)
         r.bars_fetched = frame.height
         if frame.height == 0:
-            raise ValueError(f"no provider had bars for the {len(missing)} missing day(s) {missing[0]}..{missing[-1]}")
+            r.status = "no_data"
+            r.message = f"no provider had bars for the {len(missing)} missing day(s) {missing[0]}..{missing[-1]}"
+            return
+        frame = frame.sort("ts")
         ts = frame["ts"].dt.epoch("ns").to_numpy()
         fetched_days = [d for d in missing if d in by_day and _count(ts, by_day[d]) > 0]
         r.days_fetched = len(fetched_days)
@@ -399,13 +466,12 @@ class NightlyUpdate:
                 if d not in by_day:
                     continue
                 sess = by_day[d]
-                minutes = ts[(ts >= _ns(sess.open_utc)) & (ts < _ns(sess.close_utc))]
-                check = completeness.validate_day(minutes, sess)
-                valid = bool(getattr(check, "is_valid", len(minutes) >= sess.minutes))
-                r.days_valid += valid
-                r.days_invalid += not valid
-                expected += sess.minutes
-                actual += min(len(minutes), sess.minutes)
+                lo, hi = np.searchsorted(ts, [to_ns(sess.open_utc), to_ns(sess.close_utc)])
+                check = completeness.validate_day(ts[lo:hi], sess)
+                r.days_valid += check.is_valid
+                r.days_invalid += not check.is_valid
+                expected += check.expected_candles
+                actual += check.actual_candles
             r.completeness_percentage = round(100.0 * actual / expected, 2) if expected else None
         await self._step(r, STEP_STORE)
         source = r.provider or "provider"
@@ -428,18 +494,18 @@ class NightlyUpdate:
         return start, end
 
 
-def _count(ts: np.ndarray, sess: Any) -> int:
-    return int(((ts >= _ns(sess.open_utc)) & (ts < _ns(sess.close_utc))).sum())
+def _count(ts: np.ndarray, sess: Session) -> int:
+    return int(((ts >= to_ns(sess.open_utc)) & (ts < to_ns(sess.close_utc))).sum())
 
 
-def _in_sessions(frame: pl.DataFrame, days: list[Any]) -> pl.DataFrame:
+def _in_sessions(frame: pl.DataFrame, days: list[Session]) -> pl.DataFrame:
     """Rows of `frame` whose bar opens inside one of the sessions `days`."""
     if frame.height == 0:
         return frame
     ts = frame["ts"].dt.epoch("ns").to_numpy()
     keep = np.zeros(len(ts), dtype=bool)
     for s in days:
-        keep |= (ts >= _ns(s.open_utc)) & (ts < _ns(s.close_utc))
+        keep |= (ts >= to_ns(s.open_utc)) & (ts < to_ns(s.close_utc))
     return frame.filter(pl.Series(keep))
 
 

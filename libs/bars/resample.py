@@ -16,6 +16,10 @@ search over the session opens in UTC, so no fixed UTC offset is ever assumed:
 A bar's timestamp is its bin's open (UTC); a daily bar's is the session date at 00:00 UTC.
 OHLCV: open first, high max, low min, close last, volume sum; an empty bin makes no bar.
 Bins are contiguous runs of the time-sorted input, so every reduction is one `reduceat`.
+
+Input: 1-minute bars (intraday bars no coarser than the target also work: bins nest). Daily or
+coarser input, input coarser than the target, and a timestamp given twice are ValueErrors, not
+silently empty or double-counted results.
 """
 
 from __future__ import annotations
@@ -27,42 +31,60 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from libs.bars.assets import INTRADAY_MINUTES, TIMEFRAMES, AssetClass, check_asset, check_timeframe
-from libs.bars.calendars import MINUTE_NS, session_arrays
+from libs.bars.assets import INTRADAY_MINUTES, TIMEFRAME_MINUTES, TIMEFRAMES, AssetClass, check_asset, check_timeframe
+from libs.bars.calendars import session_arrays
+from libs.bars.files import infer_timeframe
+from libs.bars.schema import COLUMNS, SCHEMA, TS_TYPE, VALUE_COLUMNS, check_frame, empty_frame
+from libs.bars.timeutil import MINUTE_NS
 
-COLUMNS = ("ts", "open", "high", "low", "close", "volume")
-PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
-TS_TYPE = pl.Datetime("ns", "UTC")
-SCHEMA = {"ts": TS_TYPE, **{c: pl.Float64 for c in PRICE_COLUMNS}}
+__all__ = ["COLUMNS", "RESAMPLE_TARGETS", "SCHEMA", "check_frame", "empty_frame", "resample", "resample_all"]
+
 RESAMPLE_TARGETS: tuple[str, ...] = TIMEFRAMES[1:]
 """What `resample_all` makes by default: every timeframe above 1min."""
 
 
-def check_frame(frame: pl.DataFrame, what: str = "bars") -> pl.DataFrame:
-    """`frame` as ts (Datetime ns UTC) + Float64 OHLCV, sorted by ts; a ValueError names what is wrong."""
-    if not isinstance(frame, pl.DataFrame):
-        raise ValueError(f"{what} must be a polars DataFrame, got {type(frame).__name__}")
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{what} frame is missing column(s) {missing}; it has {frame.columns}")
-    ts_type = frame.schema["ts"]
-    if not isinstance(ts_type, pl.Datetime) or ts_type.time_zone is None:
-        raise ValueError(f"{what} column 'ts' must be a time-zone-aware Datetime (UTC), got {ts_type}")
-    out = frame.select(
-        pl.col("ts").dt.convert_time_zone("UTC").dt.cast_time_unit("ns"),
-        *(pl.col(c).cast(pl.Float64) for c in PRICE_COLUMNS),
-    )
-    nulls = {c: n for c, n in zip(out.columns, out.null_count().row(0), strict=True) if n}
-    if nulls:
-        raise ValueError(f"{what} frame has empty values: {nulls} (null count per column)")
-    if not out["ts"].is_sorted():
-        out = out.sort("ts")
-    return out
+def input_minutes(ts_ns: np.ndarray) -> int | None:
+    """The bar length (minutes) of sorted bar open times, None for fewer than two bars.
+
+    The shortest spacing decides, so 1-minute bars with holes are still 1-minute bars: a spacing
+    that is an intraday timeframe's length is that timeframe; another one up to 4 h is taken as
+    1-minute bars with holes; longer spacings are named by `infer_timeframe` (daily, ...). Bars
+    off whole minutes are a ValueError.
+    """
+    if len(ts_ns) < 2:
+        return None
+    gaps = np.diff(ts_ns)
+    gaps = gaps[gaps > 0]
+    if len(gaps) == 0:
+        return None
+    smallest = int(gaps.min())
+    if smallest % MINUTE_NS:
+        raise ValueError(f"bars to resample must open on whole minutes; two bars are {smallest / 1e9:g} s apart")
+    minutes = smallest // MINUTE_NS
+    if minutes <= INTRADAY_MINUTES["4h"]:
+        return minutes if minutes in INTRADAY_MINUTES.values() else 1
+    try:
+        return TIMEFRAME_MINUTES[infer_timeframe(ts_ns)]
+    except ValueError as e:
+        raise ValueError(f"bars to resample must be 1-minute bars: {e}") from None
 
 
-def empty_frame() -> pl.DataFrame:
-    """A frame with no bars and the bar schema."""
-    return pl.DataFrame(schema=SCHEMA)
+def _check_input(ts_ns: np.ndarray, timeframes: list[str], input_timeframe: str | None) -> None:
+    """Refuse bars that are not finer than (or as fine as) every target: daily bars would resample to
+    nothing, 1h bars are not 30min bars. A ValueError names the input's timeframe and the target."""
+    if input_timeframe is not None:
+        length: int | None = TIMEFRAME_MINUTES[check_timeframe(input_timeframe)]
+    else:
+        length = input_minutes(ts_ns)
+    if length is None or length == 1:
+        return
+    name = next((k for k, v in TIMEFRAME_MINUTES.items() if v == length), f"{length}min")
+    for t in timeframes:
+        if name == "daily" or length > TIMEFRAME_MINUTES[t]:
+            raise ValueError(
+                f"cannot resample {name} bars to {t}: resample takes 1-minute bars (or intraday bars no "
+                f"coarser than the target), these are {length} minutes apart"
+            )
 
 
 class _Binned:
@@ -74,9 +96,12 @@ class _Binned:
     volume is summed over the original bars in order (the same sums as a direct computation).
     """
 
-    def __init__(self, frame: pl.DataFrame, asset: AssetClass) -> None:
+    def __init__(
+        self, frame: pl.DataFrame, asset: AssetClass, timeframes: list[str], input_timeframe: str | None = None
+    ) -> None:
         frame = check_frame(frame)
         ts = frame["ts"].cast(pl.Int64).to_numpy()
+        _check_input(ts, timeframes, input_timeframe)
         self.n = 0
         if len(ts) == 0:
             return
@@ -92,7 +117,7 @@ class _Binned:
         self.n = n = int(counts.sum())
         if n == 0:
             return
-        cols = {c: frame[c].to_numpy() for c in PRICE_COLUMNS}
+        cols = {c: frame[c].to_numpy() for c in VALUE_COLUMNS}
         if n != len(ts):  # some bars lie outside every session: keep the in-session ones
             keep = np.arange(n, dtype=np.int64) + np.repeat(lo - (np.cumsum(counts) - counts), counts)
             ts = ts[keep]
@@ -177,20 +202,32 @@ def _run_starts(key: np.ndarray, key2: np.ndarray | None = None) -> np.ndarray:
     return np.flatnonzero(change)
 
 
-def resample(frame: pl.DataFrame, timeframe: str, asset: AssetClass) -> pl.DataFrame:
-    """Bars of `frame` (1-minute, or any finer aligned bars) aggregated to `timeframe` for `asset`."""
+def resample(
+    frame: pl.DataFrame, timeframe: str, asset: AssetClass, *, input_timeframe: str | None = None
+) -> pl.DataFrame:
+    """Bars of `frame` aggregated to `timeframe` for `asset`.
+
+    `frame` holds 1-minute bars (or intraday bars no coarser than `timeframe`: 5min bars make 1h
+    bars). Its timeframe is found from the bar spacing (`input_minutes`) unless `input_timeframe`
+    says it; daily input and input coarser than the target are a ValueError, and so is a
+    timestamp that appears twice (`check_frame`).
+    """
     check_timeframe(timeframe)
     check_asset(asset)
-    return _Binned(frame, asset).bars(timeframe)
+    return _Binned(frame, asset, [timeframe], input_timeframe).bars(timeframe)
 
 
 def resample_all(
-    frame: pl.DataFrame, asset: AssetClass, timeframes: Iterable[str] = RESAMPLE_TARGETS
+    frame: pl.DataFrame,
+    asset: AssetClass,
+    timeframes: Iterable[str] = RESAMPLE_TARGETS,
+    *,
+    input_timeframe: str | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """`frame` resampled to each of `timeframes` (sessions found once for all of them)."""
+    """`frame` resampled to each of `timeframes` (sessions found once for all of them); see `resample`."""
     timeframes = [check_timeframe(t) for t in timeframes]
     check_asset(asset)
-    binned = _Binned(frame, asset)
+    binned = _Binned(frame, asset, timeframes, input_timeframe)
     finest_first = sorted(timeframes, key=lambda t: INTRADAY_MINUTES.get(t, 1 << 30))
     made = {t: binned.bars(t) for t in finest_first}
     return {t: made[t] for t in timeframes}

@@ -22,7 +22,9 @@ import pyarrow as pa
 
 from libs.bars.assets import AssetClass, check_asset, check_timeframe
 from libs.bars.calendars import check_range, session_arrays
-from libs.bars.resample import COLUMNS, PRICE_COLUMNS, RESAMPLE_TARGETS, TS_TYPE, check_frame, resample_all
+from libs.bars.resample import RESAMPLE_TARGETS, resample_all
+from libs.bars.schema import TS_TYPE, VALUE_COLUMNS, check_frame, empty_frame
+from libs.bars.timeutil import from_ns, to_ns
 from libs.ids import now_ns
 from libs.store import Store
 from libs.store.sql import quote_string
@@ -37,17 +39,6 @@ def check_symbol(symbol: str) -> str:
     if not isinstance(symbol, str) or not symbol.strip():
         raise ValueError(f"symbol must be a non-empty string, got {symbol!r}")
     return symbol.strip()
-
-
-def to_ns(value: dt.datetime | dt.date, name: str = "time") -> int:
-    """UTC nanoseconds of a datetime (naive = UTC) or a date (its 00:00 UTC)."""
-    if isinstance(value, dt.datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-        delta = aware - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-    if isinstance(value, dt.date):
-        return (value - dt.date(1970, 1, 1)).days * 86_400 * 1_000_000_000
-    raise ValueError(f"{name} must be a datetime or date, got {value!r}")
 
 
 def _where(symbol: str, timeframe: str, start: dt.datetime | None, end: dt.datetime | None) -> str:
@@ -76,7 +67,7 @@ def bars_table(symbol: str, frame: pl.DataFrame, timeframe: str, *, source: str 
             "symbol": pa.array([symbol] * n, pa.string()),
             "timeframe": pa.array([timeframe] * n, pa.string()),
             "ts": ts,
-            **{c: frame[c].to_arrow() for c in PRICE_COLUMNS},
+            **{c: frame[c].to_arrow() for c in VALUE_COLUMNS},
             "venue": pa.array([venue] * n, pa.string()),
             "source": pa.array([source] * n, pa.string()),
             "updated_at": pa.array(np.full(n, now_ns(), dtype="datetime64[ns]"), OHLCV.field("updated_at").type),
@@ -120,8 +111,8 @@ def read_bars(
         sql += f" LIMIT 18446744073709551615 OFFSET {offset}"
     frame = store.query_df(sql)
     if frame.height == 0:
-        return pl.DataFrame(schema={"ts": TS_TYPE, **{c: pl.Float64 for c in PRICE_COLUMNS}})
-    return frame.select(pl.col("ts").cast(TS_TYPE), *(pl.col(c).cast(pl.Float64) for c in COLUMNS[1:]))
+        return empty_frame()
+    return frame.select(pl.col("ts").cast(TS_TYPE), *(pl.col(c).cast(pl.Float64) for c in VALUE_COLUMNS))
 
 
 def count_bars(
@@ -149,17 +140,13 @@ def bar_range(store: Store, symbol: str, timeframe: str = "1min") -> tuple[dt.da
     ).to_pylist()[0]
     if not rows["n"]:
         return None
-    return _utc(rows["lo"]), _utc(rows["hi"])
+    return from_ns(rows["lo"]), from_ns(rows["hi"])
 
 
 def last_bar_ts(store: Store, symbol: str, timeframe: str = "1min") -> dt.datetime | None:
     """Open time of the newest bar of `symbol` at `timeframe`, or None when it has none."""
     found = bar_range(store, symbol, timeframe)
     return found[1] if found else None
-
-
-def _utc(ns: int) -> dt.datetime:
-    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(ns) // 1_000)
 
 
 def resample_stored(
@@ -182,7 +169,7 @@ def resample_stored(
     arr = session_arrays(asset, start, end)
     if len(arr) == 0:
         return {t: 0 for t in timeframes}
-    lo, hi = _utc(int(arr.open_ns[0])), _utc(int(arr.close_ns[-1]))
+    lo, hi = from_ns(int(arr.open_ns[0])), from_ns(int(arr.close_ns[-1]))
     minutes = read_bars(store, symbol, "1min", lo, hi)
-    out = resample_all(minutes, asset, timeframes)
+    out = resample_all(minutes, asset, timeframes, input_timeframe="1min")
     return {t: write_bars(store, symbol, out[t], t, source=source) for t in timeframes}

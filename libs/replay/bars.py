@@ -14,25 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
+from libs.bars.assets import TIMEFRAME_NS
 from libs.bars.files import infer_timeframe, read_bars_file
 from libs.ids import new_id, now_ns
 from libs.replay.pacing import DEFAULT_BATCH_ROWS, Chunk, chunk_bounds
 from proto.events import TIMEFRAMES, BarBatch
 
+__all__ = ["TIMEFRAME_NS", "BarColumns", "bar_chunks", "load_bar_columns"]
+
 SOURCE = "replay"
 DEFAULT_VENUE = "file"
-TIMEFRAME_S = {
-    "1min": 60,
-    "5min": 300,
-    "15min": 900,
-    "30min": 1_800,
-    "1h": 3_600,
-    "2h": 7_200,
-    "4h": 14_400,
-    "daily": 86_400,
-}
-TIMEFRAME_NS = {k: v * 1_000_000_000 for k, v in TIMEFRAME_S.items()}
-"""Length of a bar of each timeframe in ns (a daily bar: 24 h, used only to place its close)."""
 
 
 @dataclass(frozen=True)

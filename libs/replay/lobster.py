@@ -9,7 +9,8 @@ order's price and executed size; the aggressor is the opposite of the resting or
 direction (a buy limit order executed means a seller took liquidity: -1).
 
 Times are seconds after midnight New York time on the date in the file name, converted to
-UTC nanoseconds with that day's offset (2012-06-21 is EDT: 09:30 ET is 13:30 UTC).
+UTC nanoseconds with that day's offset (2012-06-21 is EDT: 09:30 ET is 13:30 UTC) by
+`libs.sim.sessions.to_utc_ns` (the XNYS session clock).
 Everything is computed column-wise with numpy; batches only slice the columns.
 """
 
@@ -20,16 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from libs.data.lobster import EMPTY_ASK, EMPTY_BID, EXECUTE, EXECUTE_HIDDEN, LobsterDay, load_lobster
+from libs.data.lobster import EMPTY_ASK, EMPTY_BID, EXECUTE, EXECUTE_HIDDEN, LobsterDay, _read, load_lobster
 from libs.ids import new_id, now_ns
 from libs.replay.pacing import DEFAULT_BATCH_ROWS, Chunk, chunk_bounds, rows_in
+from libs.sim.sessions import to_utc_ns
 from proto.events import BookBatch, TradeBatch
 
 VENUE = "nasdaq"
 SOURCE = "replay"
-EXCHANGE_TZ = "America/New_York"
+MARKET = "XNYS"
+"""LOBSTER files are Nasdaq days: New York session time."""
 
 
 @dataclass(frozen=True)
@@ -55,28 +57,10 @@ class LobsterColumns:
         return len(self.ts)
 
 
-def midnight_utc_ns(date: str, tz: str = EXCHANGE_TZ) -> int:
-    """UTC nanoseconds of local midnight of `date` (YYYY-MM-DD) in `tz`."""
-    return int(pd.Timestamp(date).tz_localize(tz).tz_convert("UTC").value)
-
-
-def seconds_to_utc_ns(date: str, seconds: np.ndarray, tz: str = EXCHANGE_TZ) -> np.ndarray:
-    """Seconds after local midnight on `date` to UTC ns; DST-correct as long as the day has no clock change
-    before the times given (US changes happen at 02:00, long before the market opens)."""
-    base = pd.Timestamp(date).tz_localize(tz)
-    wall = base.tz_localize(None)
-    # Offsets of the local clock at each time: the same for the whole trading day, but take it per row anyway.
-    local = pd.DatetimeIndex(wall + pd.to_timedelta(np.rint(seconds * 1e9).astype(np.int64), unit="ns"))
-    return local.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").tz_convert("UTC").asi8.astype(np.int64)
-
-
 def lobster_columns(day: LobsterDay) -> LobsterColumns:
     """Convert a loaded day (see `libs.data.lobster.load_lobster`) into event columns."""
     n, levels = len(day), day.levels
-    ts = seconds_to_utc_ns(day.date, day.time)
-    if (ts < 0).any():
-        row = int(np.argmax(ts < 0)) + 1
-        raise ValueError(f"{day.source} row {row}: time {day.time[row - 1]!r} does not exist in {EXCHANGE_TZ}")
+    ts = to_utc_ns(day.date, MARKET, day.time)
     book = day.book.reshape(n, levels, 4)
     ask_px, ask_sz, bid_px, bid_sz = (np.ascontiguousarray(book[:, :, k]) for k in range(4))
     ask_empty = ask_px >= EMPTY_ASK
@@ -115,17 +99,13 @@ def load_lobster_columns(message_file: Path | str, orderbook_file: Path | str | 
 
 
 def _with_orderbook(day: LobsterDay, path: Path) -> LobsterDay:
+    """`day` with its book read from `path` instead (the same CSV reader, same level count, same rows)."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such LOBSTER order-book file")
-    try:
-        book = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2).astype(np.int64)
-    except ValueError as exc:
-        raise ValueError(f"{path.name}: not numeric CSV ({exc})") from exc
-    if book.shape[1] % 4:
-        raise ValueError(f"{path.name}: {book.shape[1]} columns, expected 4 per level")
+    book = _read(path, 4 * day.levels).astype(np.int64)
     if len(book) != len(day):
         raise ValueError(f"{path.name}: {len(book)} order-book rows but {day.source} has {len(day)} messages")
-    return LobsterDay(**{**day.__dict__, "book": book, "levels": book.shape[1] // 4})
+    return LobsterDay(**{**day.__dict__, "book": book})
 
 
 def lobster_chunks(

@@ -15,6 +15,13 @@ from typing import Any
 from clickhouse_connect.driver.binding import format_bind_value
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DB_TOKENS = re.compile(
+    r"'(?:[^'\\]|\\.|'')*'"  # a string literal: left as it is
+    r"|--[^\n]*|/\*.*?\*/"  # comments: left as they are (an apostrophe in one opens no literal)
+    r'|"(?:[^"\\]|\\.|"")*"|`(?:[^`\\]|\\.|``)*`'  # quoted identifiers: {db} filled in inside
+    r"|\{db\}",
+    re.DOTALL,
+)
 _MIGRATION = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -32,8 +39,25 @@ def quote_string(value: str) -> str:
 
 
 def with_db(sql: str, db: str) -> str:
-    """Replace the `{db}` placeholder; `{name:Type}` parameters are left for the engine to bind."""
-    return sql.replace("{db}", db)
+    """Replace the `{db}` placeholder outside string literals and comments.
+
+    A `{db}` inside a quoted value (a symbol spliced in with `quote_string`) is data and stays
+    as written; `{name:Type}` parameters are left for the engine to bind.
+    """
+    if "{db}" not in sql:
+        return sql
+    if "'" not in sql and "--" not in sql and "/*" not in sql:
+        return sql.replace("{db}", db)
+    return _DB_TOKENS.sub(lambda m: _fill(m.group(0), db), sql)
+
+
+def _fill(token: str, db: str) -> str:
+    """A token of `with_db`'s scan with `{db}` filled in, unless it is a string literal or a comment."""
+    if token == "{db}":
+        return db
+    if token[0] in '"`':
+        return token.replace("{db}", db)
+    return token
 
 
 def format_params(params: Mapping[str, Any] | None) -> dict[str, str]:

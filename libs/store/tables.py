@@ -22,6 +22,7 @@ from proto.events import (
     DeadLetter,
     Decision,
     Intent,
+    MarketInfo,
     Opportunity,
     PaperTrade,
     RawBatch,
@@ -103,6 +104,31 @@ NIGHTLY_UPDATES = pa.schema(
     ]
 )
 """`nightly_updates` (migration 0004): written by the bars service itself (libs/bars/nightly.py)."""
+MARKET_INFO = pa.schema(
+    [
+        ("venue", _STR),
+        ("instrument", _STR),
+        ("ts", TS),
+        ("id", _STR),
+        ("market_id", _STR),
+        ("source", _STR),
+        ("title", _STR),
+        ("status", _STR),
+        ("tick_size", _I64),
+        ("tick_ranges_json", _STR),
+        ("min_order_size", pa.float64()),
+        ("close_ts", TS),
+        ("expiration_ts", TS),
+        ("neg_risk", pa.bool_()),
+        ("base_fee_bps", _I64),
+        ("maker_base_fee_bps", _I64),
+        ("taker_fee_rate", _STR),
+        ("fee_exponent", _STR),
+        ("fees_enabled", pa.bool_()),
+        ("fee_note", _STR),
+    ]
+)
+"""`market_info` (migration 0005): the latest facts per (venue, instrument)."""
 OPPORTUNITIES = pa.schema(
     [
         ("id", _STR),
@@ -280,6 +306,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "md_trades": MD_TRADES,
     "ohlcv": OHLCV,
     "md_raw": MD_RAW,
+    "market_info": MARKET_INFO,
     "nightly_updates": NIGHTLY_UPDATES,
     "opportunities": OPPORTUNITIES,
     "intents": INTENTS,
@@ -499,6 +526,11 @@ def _event_table(schema: pa.Schema, events: Sequence[Any], computed: dict[str, C
     return pa.table(columns, schema=schema)
 
 
+def market_info_table(events: Sequence[MarketInfo]) -> pa.Table:
+    """One row per MarketInfo; the table keeps the latest per (venue, instrument); tick ranges as JSON."""
+    return _event_table(MARKET_INFO, events, {"tick_ranges_json": lambda e: _json_text(e.tick_ranges)})
+
+
 def opportunities_table(events: Sequence[Opportunity]) -> pa.Table:
     """One row per opportunity lifecycle event; legs as JSON."""
     return _event_table(OPPORTUNITIES, events, {"legs_json": lambda e: _json_text(e.legs)})
@@ -672,6 +704,7 @@ TABLE_FOR_EVENT: dict[type, tuple[str, Callable[[Any], pa.Table]]] = {
     TradeBatch: ("md_trades", md_trades_table),
     BarBatch: ("ohlcv", ohlcv_table),
     RawBatch: ("md_raw", md_raw_table),
+    MarketInfo: ("market_info", market_info_table),
     Opportunity: ("opportunities", opportunities_table),
     Intent: ("intents", intents_table),
     Decision: ("decisions", decisions_table),

@@ -1,13 +1,21 @@
 """Venue numbers to integer books: exact decimal parsing, ladders best first, BookBatch rows.
 
 Prices become integer units of 1/10,000 USD (`proto.units.PRICE_SCALE`) through `Decimal`,
-never a float, and a price that is not a whole number of units is an error. Sizes become
-whole contracts (`proto.units`: "Sizes are whole contracts"): fractional shares or
-fractional Kalshi contracts are floored, and a level left with 0 contracts is dropped.
+never a float, and a price that is not a whole number of units is an error.
+
+Sizes become whole contracts (`proto.units`: "Sizes are whole contracts"). Decision: fractional
+Polymarket shares and fractional Kalshi contracts are FLOORED ("95.5" → 95, "0.4" → 0), and a
+level left with fewer than one contract is DROPPED from the book (it cannot be traded as a whole
+contract). So a book's published depth can be slightly less than the venue shows, and a level
+made only of dust does not appear at all; the recording (`md_raw`) keeps the venue's exact body.
+
+A price off the market's tick grid (`MarketInfo.tick_size` / `tick_ranges`) is reported by
+`off_grid` as a PayloadError naming the level; the live source logs and counts it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
@@ -15,7 +23,7 @@ import msgspec
 
 from libs.ids import new_id, now_ns
 from libs.venues.errors import PayloadError
-from proto.events import BookBatch
+from proto.events import BookBatch, MarketInfo, TickRange
 from proto.units import PRICE_SCALE
 
 DEFAULT_LEVELS = 10
@@ -57,7 +65,10 @@ def parse_cents(value: object, venue: str, market: str, field: str) -> int:
 
 
 def parse_size(value: object, venue: str, market: str, field: str) -> int:
-    """A size ("120.00", "15.5", 100) as whole contracts, floored; must not be negative."""
+    """A size ("120.00", "15.5", 100) as whole contracts, floored ("0.4" → 0); must not be negative.
+
+    A level whose size floors to 0 is dropped by `ladder`.
+    """
     d = _decimal(value, venue, market, field)
     if d < 0:
         raise PayloadError(venue, market, field, value, "must not be negative")
@@ -78,7 +89,7 @@ class ParsedBook(msgspec.Struct, frozen=True, kw_only=True):
 def ladder(levels: Sequence[tuple[int, int]], side: str) -> tuple[list[int], list[int]]:
     """(px, sz) levels in any order to a ladder best first: bids descending, asks ascending.
 
-    Levels with 0 contracts are dropped; two levels at one price are added together.
+    Levels with 0 (whole) contracts are dropped; two levels at one price are added together.
     """
     merged: dict[int, int] = {}
     for px, sz in levels:
@@ -144,19 +155,64 @@ class Response(msgspec.Struct, frozen=True, kw_only=True):
     body: bytes
 
 
-class MarketInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """What a markets endpoint says about one market (status, title, close time) — no book."""
-
-    venue: str
-    market_id: str
-    status: str
-    title: str = ""
-    close_time: str = ""
-
-
 class Parsed(msgspec.Struct, kw_only=True):
-    """What one response gave: books, market facts, and the errors of parts that did not parse."""
+    """What one response gave: books, market facts (MarketInfo events), and the errors of parts that did not parse."""
 
     books: list[ParsedBook] = msgspec.field(default_factory=list)
     markets: list[MarketInfo] = msgspec.field(default_factory=list)
     errors: list[PayloadError] = msgspec.field(default_factory=list)
+
+
+def decimal_units(value: object, venue: str, market: str, field: str) -> int:
+    """A dollar amount ("0.01", 0.001) as integer price units, exactly; PayloadError otherwise."""
+    d = _decimal(value, venue, market, field)
+    units = d * PRICE_SCALE
+    if units != units.to_integral_value() or units < 0:
+        raise PayloadError(venue, market, field, value, f"must be a non-negative multiple of 1/{PRICE_SCALE} dollar")
+    return int(units)
+
+
+def iso_ns(text: object) -> int | None:
+    """An ISO 8601 time ("2025-12-10T18:59:00Z"; naive = UTC) as exact UTC nanoseconds; None if unreadable."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    delta = t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def tick_at(info: MarketInfo, px: int) -> int:
+    """The tick that applies at `px` under `info` (its range's step, else `tick_size`); 0 when unknown."""
+    for r in info.tick_ranges:
+        if r.start <= px <= r.end:
+            return r.step
+    return info.tick_size
+
+
+def off_grid(book: ParsedBook, info: MarketInfo) -> list[PayloadError]:
+    """One PayloadError per price of `book` that is not on `info`'s tick grid (none when the grid is unknown)."""
+    out = []
+    for side, prices in (("bids", book.bid_px), ("asks", book.ask_px)):
+        for i, px in enumerate(prices):
+            tick = tick_at(info, px)
+            if tick > 0 and px % tick:
+                out.append(
+                    PayloadError(
+                        info.venue,
+                        info.market_id or book.instrument,
+                        f"{side}[{i}].price",
+                        f"{px / PRICE_SCALE:.4f}",
+                        f"is off the market's tick grid of {tick / PRICE_SCALE:g} dollars",
+                    )
+                )
+    return out
+
+
+def tick_ranges(ranges: Sequence[tuple[int, int, int]]) -> list[TickRange]:
+    """(start, end, step) unit triples as TickRange structs."""
+    return [TickRange(start=a, end=b, step=c) for a, b, c in ranges]

@@ -23,38 +23,72 @@ import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import msgspec
 
-from libs.ids import now_ns
-from libs.retry import RateLimiter, RetryPolicy, with_retries
+from libs.ids import new_id, now_ns
+from libs.retry import RateLimiter, RetryPolicy, parse_retry_after, with_retries
 from libs.venues import KALSHI
 from libs.venues.books import (
-    MarketInfo,
     Parsed,
     ParsedBook,
     Response,
+    decimal_units,
+    iso_ns,
     make_book,
     parse_cents,
     parse_price,
     parse_size,
+    tick_ranges,
 )
 from libs.venues.errors import PayloadError, VenueHTTPError, is_retryable
 from libs.venues.kalshi_auth import KalshiSigner
+from proto.events import MarketInfo
 from proto.subjects import SubjectError, token
 from proto.units import PRICE_SCALE
+
+if TYPE_CHECKING:
+    from libs.config import Settings
 
 PRODUCTION_HOST = "https://api.elections.kalshi.com/trade-api/v2"
 DEMO_HOST = "https://demo-api.kalshi.co/trade-api/v2"
 CLOSED_STATUSES = frozenset({"closed", "settled", "finalized", "determined", "inactive"})
 """Market statuses whose book is no longer polled."""
+CENT = PRICE_SCALE // 100
+PRICE_LEVEL_STRUCTURES: dict[str, list[tuple[int, int, int]]] = {
+    "linear_cent": [(0, PRICE_SCALE, CENT)],
+    "deci_cent": [(0, PRICE_SCALE, CENT // 10)],
+    "tapered_deci_cent": [(0, 1_000, CENT // 10), (1_000, 9_000, CENT), (9_000, PRICE_SCALE, CENT // 10)],
+}
+"""Kalshi's `price_level_structure` tiers as (start, end, step) in price units (docs.kalshi.com,
+fixed-point migration); a market's own `price_ranges` win when present."""
+FEE_NOTE = (
+    "Kalshi fee schedule: taker ceil(0.07 x C x P x (1-P)) to the cent, maker 0.0175 x C x P x (1-P) on series "
+    "listed with maker fees; per-fill centicent rounding settled per order (libs.fees.KalshiFeeModel)"
+)
 
 
 def host_for(host: str = "", use_demo: bool = False) -> str:
     """The API base URL: `host` when given, else demo or production."""
     return (host or (DEMO_HOST if use_demo else PRODUCTION_HOST)).rstrip("/")
+
+
+def auth_settings(settings: Settings) -> tuple[str, Path | None]:
+    """(API key id, private key path) for signed calls; ("", None) when neither is set.
+
+    Half a configuration (one without the other) is a ValueError naming both settings, never ignored.
+    """
+    key_id, key_path = settings.kalshi_api_key_id, settings.kalshi_private_key_path
+    if bool(key_id) != bool(key_path):
+        have, missing = (
+            ("MT_KALSHI_API_KEY_ID", "MT_KALSHI_PRIVATE_KEY_PATH")
+            if key_id
+            else ("MT_KALSHI_PRIVATE_KEY_PATH", "MT_KALSHI_API_KEY_ID")
+        )
+        raise ValueError(f"Kalshi auth is half configured: {have} is set but {missing} is not (set both, or neither)")
+    return key_id, key_path or None
 
 
 def instrument_of(ticker: str) -> str:
@@ -106,15 +140,53 @@ def parse_orderbook(data: object, ticker: str, recv_ts: int) -> ParsedBook:
     return make_book(instrument_of(ticker), recv_ts, yes, asks, KALSHI, ticker)
 
 
-def market_info(m: dict[str, Any]) -> MarketInfo:
-    """Status, title and close time of one market object."""
+def tick_grid(m: dict[str, Any], ticker: str) -> tuple[int, list[tuple[int, int, int]]]:
+    """(smallest tick, (start, end, step) ranges) of a market object, in price units.
+
+    From `price_ranges` when given, else the `price_level_structure` tier, else the older integer-cents
+    `tick_size`, else one cent (Kalshi's whole-cent markets). An unknown tier leaves the grid unknown (0).
+    """
+    ranges = m.get("price_ranges")
+    if isinstance(ranges, list) and ranges:
+        out = []
+        for i, r in enumerate(ranges):
+            if not isinstance(r, dict):
+                raise PayloadError(KALSHI, ticker, f"price_ranges[{i}]", r, "must be an object with start, end, step")
+            out.append(
+                tuple(
+                    decimal_units(r.get(k), KALSHI, ticker, f"price_ranges[{i}].{k}") for k in ("start", "end", "step")
+                )
+            )
+        return min(step for _, _, step in out), out  # type: ignore[return-value]
+    structure = m.get("price_level_structure")
+    if isinstance(structure, str) and structure:
+        tiers = PRICE_LEVEL_STRUCTURES.get(structure)
+        return (min(t[2] for t in tiers), tiers if len(tiers) > 1 else []) if tiers else (0, [])
+    legacy = m.get("tick_size")
+    if isinstance(legacy, int) and not isinstance(legacy, bool) and legacy > 0:
+        return legacy * CENT, []
+    return CENT, []
+
+
+def market_info(m: dict[str, Any], recv_ts: int) -> MarketInfo:
+    """The MarketInfo of one market object: status, title, tick grid, close and expiration, fee note."""
+    ticker = str(m.get("ticker", ""))
     title = m.get("title") or " ".join(x for x in (m.get("subtitle"), m.get("yes_sub_title")) if x)
+    tick, ranges = tick_grid(m, ticker or "?")
     return MarketInfo(
+        id=new_id(),
+        ts=recv_ts,
         venue=KALSHI,
-        market_id=str(m.get("ticker", "")),
-        status=str(m.get("status", "")),
+        instrument=instrument_of(ticker) if ticker else "?",
+        market_id=ticker,
         title=str(title or ""),
-        close_time=str(m.get("close_time") or m.get("expiration_time") or ""),
+        status=str(m.get("status", "")),
+        tick_size=tick,
+        tick_ranges=tick_ranges(ranges),
+        min_order_size=1.0,
+        close_ts=iso_ns(m.get("close_time")),
+        expiration_ts=iso_ns(m.get("expiration_time") or m.get("latest_expiration_time")),
+        fee_note=FEE_NOTE,
     )
 
 
@@ -137,15 +209,24 @@ def parse_response(resp: Response) -> Parsed:
             raise PayloadError(KALSHI, ticker, "body", resp.body[:80], f"is not JSON ({e})") from None
         if len(parts) == 3 and parts[0] == "markets" and parts[2] == "orderbook":
             out.books.append(parse_orderbook(data, ticker, resp.recv_ts))
-        elif parts == ["markets"] and isinstance(data, dict):
-            out.markets.extend(market_info(m) for m in data.get("markets") or [] if isinstance(m, dict))
+        elif parts == ["markets"]:
+            markets = data.get("markets") if isinstance(data, dict) else data
+            if not isinstance(markets, list):
+                raise PayloadError(KALSHI, "markets", "markets", markets, "must be a list of markets")
+            for i, m in enumerate(markets):
+                try:
+                    if not isinstance(m, dict) or not m.get("ticker"):
+                        raise PayloadError(KALSHI, "markets", f"markets[{i}]", m, "must be a market with a ticker")
+                    out.markets.append(market_info(m, resp.recv_ts))
+                except PayloadError as e:
+                    out.errors.append(e)
         elif (
             len(parts) == 2
             and parts[0] == "markets"
             and isinstance(data, dict)
             and isinstance(data.get("market"), dict)
         ):
-            out.markets.append(market_info(data["market"]))
+            out.markets.append(market_info(data["market"], resp.recv_ts))
     except PayloadError as e:
         out.errors.append(e)
     return out
@@ -227,12 +308,12 @@ class KalshiClient:
             raise VenueHTTPError(KALSHI, endpoint, 0, f"{type(e).__name__}: {e}") from None
         resp = Response(venue=KALSHI, endpoint=endpoint, recv_ts=now_ns(), status=status, body=bytes(body or b""))
         if status != 200:
-            try:
-                ra = float(retry_after) if retry_after is not None else None
-            except ValueError:
-                ra = None
             exc = VenueHTTPError(
-                KALSHI, endpoint, status, resp.body[:200].decode("utf-8", "replace") or "(empty body)", ra
+                KALSHI,
+                endpoint,
+                status,
+                resp.body[:200].decode("utf-8", "replace") or "(empty body)",
+                parse_retry_after(retry_after),
             )
             exc.responses = [resp]
             raise exc
@@ -308,18 +389,36 @@ class KalshiClient:
         max_pages: int = 100,
         record: list[Response] | None = None,
     ) -> list[dict[str, Any]]:
-        """Every market matching, following `cursor` until it is empty."""
+        """Every market matching, following `cursor` until it is empty (at most `max_pages` pages).
+
+        A body that is not JSON, or has no `markets` list, is a PayloadError (the response is in
+        `record` all the same). Stopping at `max_pages` with pages left logs a warning.
+        """
         out: list[dict[str, Any]] = []
         cursor = ""
         for _ in range(max_pages):
             resp = await self.markets_page(cursor, tickers, status, record=record)
-            data = json.loads(resp.body)
+            try:
+                data = json.loads(resp.body)
+            except ValueError as e:
+                raise PayloadError(KALSHI, "markets", "body", resp.body[:80], f"is not JSON ({e})") from None
             if not isinstance(data, dict) or not isinstance(data.get("markets"), list):
-                raise PayloadError(KALSHI, "markets", "markets", data, "must be a list of markets")
+                got = data.get("markets") if isinstance(data, dict) else data
+                raise PayloadError(KALSHI, "markets", "markets", got, "must be a list of markets")
             out.extend(m for m in data["markets"] if isinstance(m, dict))
             cursor = data.get("cursor") or ""
             if not cursor:
                 break
+        else:
+            if cursor and self.log is not None:
+                self.log.warning(
+                    "markets list cut short",
+                    venue=KALSHI,
+                    max_pages=max_pages,
+                    markets=len(out),
+                    next_cursor=cursor,
+                    note="more pages remain: raise max_pages (--max-pages) to get them all",
+                )
         return out
 
     async def balance(self, record: list[Response] | None = None) -> Balance:

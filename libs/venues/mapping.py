@@ -5,7 +5,7 @@ TOML, one `[[pair]]` table per event (see deploy/markets.example.toml):
     [[pair]]
     opportunity_key = "FED-DEC25-NOCHANGE"   # the pair's name: detect's instrument, opportunity keys
     title = "Fed holds rates at the December 2025 FOMC"
-    resolution_date = 2025-12-10             # TOML date (or date-time)
+    resolution_date = 2025-12-10             # TOML date (or date-time); required once confirmed
     orientation = "same"                     # "same": Polymarket YES is Kalshi YES; "inverted": it is Kalshi NO
     confirmed = true                         # only confirmed pairs are followed (proposals start false)
     [pair.kalshi]
@@ -215,9 +215,12 @@ def parse_pair(table: object, where: str) -> MarketPair:
     confirmed = table.get("confirmed", False)
     if not isinstance(confirmed, bool):
         raise MappingError(f"{where}: field confirmed = {confirmed!r} must be true or false")
-    if "resolution_date" not in table:
-        raise MappingError(f"{where}: field resolution_date is missing")
-    resolution_date = _date(table["resolution_date"], where)
+    if "resolution_date" in table:
+        resolution_date: dt.date | None = _date(table["resolution_date"], where)
+    elif confirmed:
+        raise MappingError(f"{where}: field resolution_date is missing (required for a confirmed pair)")
+    else:
+        resolution_date = None  # a proposal may lack one; it must be added before confirming
     score = table.get("score")
     if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
         raise MappingError(f"{where}: field score = {score!r} must be a number")

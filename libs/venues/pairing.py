@@ -6,6 +6,13 @@ the set ratio, punishes a short title whose words merely appear inside a long on
 points: half a point per day apart (at most 30), 10 when a date is unknown; pairs more than
 `max_days` apart are never proposed. Each market is used at most once (best scores first).
 Everything proposed is `confirmed = false`: a title match is not a rules match.
+
+Negation: when exactly one of the two titles is negated ("not", "no" — but not "no change", the
+usual name of a hold outcome —, "never", "won't", "fails to", "without", ...), the YES of one
+market is probably the NO of the other. Such a pair is proposed as `orientation = "inverted"`,
+its score lowered by NEGATION_PENALTY (never a high-confidence match), and its note says so.
+The resolution date is the Kalshi close (else the Polymarket end date); a pair with neither is
+proposed without one (a person must add it before confirming).
 """
 
 from __future__ import annotations
@@ -56,6 +63,12 @@ _STOP = frozenset(
     ]
 )
 _WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+_NEGATION = re.compile(
+    r"\b(?:not|no(?!\s+change)|never|none|neither|nor|without|cannot|fails? to|failed to|"
+    r"(?:won|isn|aren|wasn|weren|doesn|don|didn|can|couldn|wouldn|shouldn|hasn|haven|hadn)['’]t)\b"
+)
+NEGATION_PENALTY = 15.0
+"""Points taken off a pair whose titles differ by a negation."""
 
 
 class Candidate(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,6 +94,12 @@ def _stem(word: str) -> str:
 def normalise(title: str) -> str:
     """Lower-case words without punctuation or filler words ("Will the US ban TikTok?" → "us ban tiktok")."""
     return " ".join(_stem(w) for w in _WORD.findall(title.lower()) if w not in _STOP)
+
+
+def negated(title: str) -> str:
+    """The negating word of a title ("won't", "not", ...), or "" when it reads as a plain statement."""
+    m = _NEGATION.search(title.lower())
+    return m.group(0) if m else ""
 
 
 def _date(value: object) -> dt.date | None:
@@ -222,12 +241,25 @@ def propose(
             continue
         used_k.add(k.market_id)
         used_p.add(p.market_id)
+        neg_k, neg_p = negated(k.title), negated(p.title)
+        note = "proposed by title/date match: check both venues' rules and the YES/NO orientation, then confirm"
+        orientation = "same"
+        if bool(neg_k) != bool(neg_p):
+            orientation = "inverted"
+            s -= NEGATION_PENALTY
+            which = f"Kalshi's title says {neg_k!r}" if neg_k else f"Polymarket's title says {neg_p!r}"
+            note = (
+                f"NEGATED ON ONE SIDE ({which}, the other does not): proposed as inverted (Polymarket YES = "
+                "Kalshi NO); read both rules before confirming. " + note
+            )
+        if k.close is None and p.close is None:
+            note = "NO RESOLUTION DATE on either venue: add resolution_date before confirming. " + note
         out.append(
             MarketPair(
                 opportunity_key=instrument_of(k.market_id),
                 title=k.title,
                 resolution_date=k.close or p.close,
-                orientation="same",
+                orientation=orientation,  # type: ignore[arg-type]
                 confirmed=False,
                 kalshi=KalshiSide(ticker=k.market_id, rules=k.rules),
                 polymarket=PolymarketSide(
@@ -238,7 +270,8 @@ def propose(
                     rules=p.rules,
                 ),
                 score=s,
-                note="proposed by title/date match: check both venues' rules and the YES/NO orientation, then confirm",
+                note=note,
             )
         )
+    out.sort(key=lambda pair: -(pair.score or 0.0))
     return out

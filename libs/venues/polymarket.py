@@ -1,4 +1,4 @@
-"""Polymarket CLOB, read-only: markets, books, tick size, neg-risk flag and fee rate.
+"""Polymarket CLOB, read-only: markets, books, tick size, neg-risk flag and fee schedule.
 
 Calls go through the maintained client (`py_clob_client.client.ClobClient`, level 0: no key),
 so paths, headers and HTTP/2 are the venue's own. That client returns parsed JSON (and its book
@@ -12,6 +12,16 @@ its own instrument in NO terms (not folded into YES: on the CLOB the two books m
 and the market mapping names which token is the pair's YES). The REST book lists bids ascending
 and asks descending, so levels are sorted here (best first), never taken by position. The book's
 `timestamp` (ms) is the book time; without one, the receive time.
+
+Market facts (`MarketInfo`, one per outcome token): title, status, tick size, minimum order,
+neg-risk, end date and fees, from GET /markets/{condition_id} (the market object), GET
+/clob-markets/{condition_id} (CLOB parameters with fee details `fd: {r: rate, e: exponent}`,
+read when the CLOB has it), and the client's per-token GET /tick-size, /neg-risk and /fee-rate.
+The taker fee is `C × rate × (p(1 − p))^exponent` (`libs.fees`); `rate` is taken only from a
+reported fee schedule (`fee_schedule.rate` or `fd.r`). `base_fee` (GET /fee-rate, what
+py_clob_client's `get_fee_rate_bps` returns and signs into orders) is kept as `base_fee_bps` but
+never read as the rate: third-party reports (e.g. the 2026 Polysimulator docs) say it is 1000 on
+every fee-charging market whatever the charged rate.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,11 +38,21 @@ import httpx
 from py_clob_client.clob_types import BookParams
 from py_clob_client.http_helpers import helpers as clob_http
 
-from libs.ids import now_ns
-from libs.retry import RateLimiter, RetryPolicy, with_retries
+from libs.ids import new_id, now_ns
+from libs.retry import RateLimiter, RetryPolicy, parse_retry_after, with_retries
 from libs.venues import POLYMARKET
-from libs.venues.books import MarketInfo, Parsed, ParsedBook, Response, make_book, parse_price, parse_size
+from libs.venues.books import (
+    Parsed,
+    ParsedBook,
+    Response,
+    decimal_units,
+    iso_ns,
+    make_book,
+    parse_price,
+    parse_size,
+)
 from libs.venues.errors import PayloadError, VenueHTTPError, is_retryable
+from proto.events import MarketInfo
 from proto.subjects import SubjectError, token
 
 END_CURSOR = "LTE="
@@ -69,13 +90,6 @@ def _install_hook() -> None:
         if _capture_hook not in hooks["response"]:
             hooks["response"] = [*hooks["response"], _capture_hook]
             clob_http._http_client.event_hooks = hooks
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------- parsing (live and replay)
@@ -156,31 +170,137 @@ def parse_markets_page(data: object) -> tuple[list[dict[str, Any]], str]:
     return [m for m in data["data"] if isinstance(m, dict)], str(cursor)
 
 
-def market_infos(markets: list[dict[str, Any]]) -> list[MarketInfo]:
-    """Status of each outcome token of each market: open, closed, or archived."""
-    out = []
+def market_status(m: dict[str, Any]) -> str:
+    """open, closed, archived or inactive, from a market object's flags."""
+    if m.get("archived"):
+        return "archived"
+    if m.get("closed"):
+        return "closed"
+    return "open" if m.get("active") else "inactive"
+
+
+def _bps(value: object, market: str, field: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise PayloadError(POLYMARKET, market, field, value, "must be a whole number of basis points")
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise PayloadError(POLYMARKET, market, field, value, "must be a whole number of basis points") from None
+    if not d.is_finite() or d < 0 or d != d.to_integral_value():
+        raise PayloadError(POLYMARKET, market, field, value, "must be a whole number of basis points")
+    return int(d)
+
+
+def _decimal_text(value: object, market: str, field: str) -> str:
+    """A non-negative decimal (string or number) as its exact text ("0.07"); "" when absent."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise PayloadError(POLYMARKET, market, field, value, "must be a non-negative decimal number")
+    try:
+        d = Decimal(value if isinstance(value, (str, int)) else repr(value))
+    except InvalidOperation:
+        raise PayloadError(POLYMARKET, market, field, value, "must be a non-negative decimal number") from None
+    if not d.is_finite() or d < 0:
+        raise PayloadError(POLYMARKET, market, field, value, "must be a non-negative decimal number")
+    return format(d.normalize(), "f")
+
+
+def fee_schedule(obj: dict[str, Any], market: str) -> tuple[str, str, bool | None]:
+    """(taker rate, exponent, fees enabled) from a market's `fee_schedule` / `feeSchedule`, or the
+    CLOB parameters' `fd` ({r, e}); ("", "", None) when none is reported."""
+    sched = obj.get("fee_schedule") or obj.get("feeSchedule")
+    if isinstance(sched, dict):
+        rate, exp = sched.get("rate"), sched.get("exponent")
+    elif isinstance(obj.get("fd"), dict):
+        rate, exp = obj["fd"].get("r"), obj["fd"].get("e")
+    else:
+        rate = exp = None
+    enabled = obj.get("fees_enabled", obj.get("feesEnabled"))
+    return (
+        _decimal_text(rate, market, "fee_schedule.rate"),
+        _decimal_text(exp, market, "fee_schedule.exponent"),
+        enabled if isinstance(enabled, bool) else None,
+    )
+
+
+def token_info(
+    token_id: str,
+    recv_ts: int,
+    market: dict[str, Any] | None = None,
+    clob: dict[str, Any] | None = None,
+    *,
+    tick_size: object = None,
+    neg_risk: bool | None = None,
+    base_fee_bps: object = None,
+    source: str = "live",
+) -> MarketInfo:
+    """The MarketInfo of one outcome token from what is known: the market object (GET /markets/{id}),
+    the CLOB parameters (GET /clob-markets/{id}) and the per-token tick size, neg-risk and base fee.
+
+    The per-token answers win over the market object's (they are the CLOB's current values).
+    """
+    m = market or {}
+    c = clob or {}
+    outcome = next(
+        (
+            str(t.get("outcome", ""))
+            for t in m.get("tokens") or []
+            if isinstance(t, dict) and t.get("token_id") == token_id
+        ),
+        "",
+    )
+    title = str(m.get("question") or "")
+    tick_raw = tick_size if tick_size not in (None, "") else c.get("mts", m.get("minimum_tick_size"))
+    tick = decimal_units(tick_raw, POLYMARKET, token_id, "minimum_tick_size") if tick_raw not in (None, "") else 0
+    min_order = c.get("mos", m.get("minimum_order_size"))
+    try:
+        min_size = float(min_order) if min_order not in (None, "") and not isinstance(min_order, bool) else 0.0
+    except (TypeError, ValueError):
+        raise PayloadError(POLYMARKET, token_id, "minimum_order_size", min_order, "is not a number") from None
+    rate, exponent, enabled = fee_schedule(c, token_id) if c else ("", "", None)
+    if not rate:
+        rate, exponent, enabled2 = fee_schedule(m, token_id)
+        enabled = enabled if enabled is not None else enabled2
+    base = _bps(base_fee_bps, token_id, "base_fee") if base_fee_bps is not None else None
+    if base is None:
+        base = _bps(c.get("tbf", m.get("taker_base_fee")), token_id, "taker_base_fee")
+    neg = neg_risk if isinstance(neg_risk, bool) else m.get("neg_risk") if isinstance(m.get("neg_risk"), bool) else None
+    return MarketInfo(
+        id=new_id(),
+        ts=recv_ts,
+        venue=POLYMARKET,
+        instrument=_instrument(token_id, "token_id", token_id),
+        market_id=token_id,
+        source=source,
+        title=f"{title} [{outcome}]" if title and outcome else title,
+        status=market_status(m) if m else "",
+        tick_size=tick,
+        min_order_size=min_size,
+        close_ts=iso_ns(m.get("end_date_iso") or m.get("end_date")),
+        neg_risk=neg,
+        base_fee_bps=base,
+        maker_base_fee_bps=_bps(c.get("mbf", m.get("maker_base_fee")), token_id, "maker_base_fee"),
+        taker_fee_rate=rate,
+        fee_exponent=exponent,
+        fees_enabled=enabled,
+        fee_note="taker C x rate x (p(1-p))^exponent, makers free (docs.polymarket.com/trading/fees)",
+    )
+
+
+def market_infos(markets: list[dict[str, Any]], recv_ts: int) -> tuple[list[MarketInfo], list[PayloadError]]:
+    """MarketInfo of each outcome token of each market object; a malformed market is an error, not a loss."""
+    out, errors = [], []
     for m in markets:
-        status = (
-            "archived"
-            if m.get("archived")
-            else "closed"
-            if m.get("closed")
-            else "open"
-            if m.get("active")
-            else "inactive"
-        )
         for t in m.get("tokens") or []:
             if isinstance(t, dict) and t.get("token_id"):
-                out.append(
-                    MarketInfo(
-                        venue=POLYMARKET,
-                        market_id=str(t["token_id"]),
-                        status=status,
-                        title=f"{m.get('question', '')} [{t.get('outcome', '')}]",
-                        close_time=str(m.get("end_date_iso") or ""),
-                    )
-                )
-    return out
+                try:
+                    out.append(token_info(str(t["token_id"]), recv_ts, m))
+                except PayloadError as e:
+                    errors.append(e)
+    return out, errors
 
 
 def parse_response(resp: Response) -> Parsed:
@@ -209,7 +329,9 @@ def parse_response(resp: Response) -> Parsed:
                     out.errors.append(e)
         elif path == "/markets":
             markets, _ = parse_markets_page(_json(resp, "markets"))
-            out.markets.extend(market_infos(markets))
+            infos, errors = market_infos(markets, resp.recv_ts)
+            out.markets.extend(infos)
+            out.errors.extend(errors)
     except PayloadError as e:
         out.errors.append(e)
     return out
@@ -270,7 +392,7 @@ class PolymarketClient:
         _, m, u, status, body, retry_after = sink[-1]
         if status != 200:
             reason = body[:200].decode("utf-8", "replace") or "(empty body)"
-            exc = VenueHTTPError(POLYMARKET, self._endpoint(m, u), status, reason, _retry_after(retry_after))
+            exc = VenueHTTPError(POLYMARKET, self._endpoint(m, u), status, reason, parse_retry_after(retry_after))
             exc.responses = responses
             raise exc
         # A 200 whose body the client could not digest is still a response: our parser judges it.
@@ -343,8 +465,29 @@ class PolymarketClient:
         )
         return result
 
+    async def market(self, condition_id: str, record: list[Response] | None = None) -> dict[str, Any]:
+        """GET /markets/{condition_id}: the market object (question, status, tick, fees, tokens)."""
+        _, resp = await self.call(f"GET /markets/{condition_id}", lambda: self.client.get_market(condition_id), record)
+        assert resp is not None
+        data = _json(resp, condition_id)
+        if not isinstance(data, dict):
+            raise PayloadError(POLYMARKET, condition_id, "body", data, "must be a market object")
+        return data
+
+    async def clob_market(self, condition_id: str, record: list[Response] | None = None) -> dict[str, Any]:
+        """GET /clob-markets/{condition_id}: the CLOB parameters (tick `mts`, minimum `mos`, base fees,
+        fee details `fd`). py_clob_client has no method for it: the call goes through its HTTP helper."""
+        url = f"{self.host}/clob-markets/{condition_id}"
+        _, resp = await self.call(f"GET /clob-markets/{condition_id}", lambda: clob_http.get(url), record)
+        assert resp is not None
+        data = _json(resp, condition_id)
+        if not isinstance(data, dict):
+            raise PayloadError(POLYMARKET, condition_id, "body", data, "must be a CLOB market object")
+        return data
+
     async def markets(self, max_pages: int = 1_000, record: list[Response] | None = None) -> list[dict[str, Any]]:
-        """Every market of GET /markets, following `next_cursor` until the last page."""
+        """Every market of GET /markets, following `next_cursor` until the last page (at most `max_pages`;
+        stopping there with pages left logs a warning)."""
         out: list[dict[str, Any]] = []
         cursor = "MA=="
         for _ in range(max_pages):
@@ -356,4 +499,14 @@ class PolymarketClient:
             out.extend(markets)
             if cursor in (END_CURSOR, ""):
                 break
+        else:
+            if self.log is not None:
+                self.log.warning(
+                    "markets list cut short",
+                    venue=POLYMARKET,
+                    max_pages=max_pages,
+                    markets=len(out),
+                    next_cursor=cursor,
+                    note="more pages remain: raise max_pages (--max-pages) to get them all",
+                )
         return out

@@ -7,10 +7,17 @@ results), `nightly_active` (→ the statuses of updates still running). A bad re
 unknown request id), which the HTTP API turns into its status code.
 
 Every step of an update is published on `ohlcv.nightly.<request_id>` (core NATS, the status
-JSON). Statuses live in memory and are saved to ClickHouse (`nightly_updates`, newest version
-wins) at the start, whenever a symbol finishes and at the end, so `nightly_status` answers
-after a restart; an update saved as running but not running here was interrupted by a
-restart and is reported `failed`. One replica is assumed (updates are not shared).
+JSON). Statuses of running updates live in memory and are saved to ClickHouse (`nightly_updates`,
+newest version wins) at the start, whenever a symbol finishes and at the end; once its final
+status is saved a finished update is dropped from memory and `nightly_status` reads it back from
+ClickHouse (so memory does not grow with every night, and the answer survives a restart). An
+update saved as running but not running here was interrupted by a restart and is reported
+`failed`. One replica is assumed (updates are not shared).
+
+Two updates never work on the same symbol at once (`SymbolClaims`): the later one skips it with
+`running in <request_id>` in that symbol's result, so a provider is not asked twice for the same
+bars. An unexpected error in a verb is logged with a reference and answered with a generic
+message naming it (no internals in the reply). A bad MT_BARS_ASSET_OVERRIDES stops start().
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
+from libs.bars.assets import parse_overrides
 from libs.bars.nightly import (
     NightlyStatus,
     NightlyUpdate,
     RequestError,
+    SymbolClaims,
     load_status,
     plan_request,
     status_table,
@@ -52,9 +61,12 @@ class BarsService(Service):
     uses_store = True
 
     async def start(self) -> None:
+        parse_overrides(self.ctx.settings.bars_asset_overrides)  # a bad setting fails here, not at 2 a.m.
         self.chain = build_chain(self.ctx.settings, log=self.log)
         self.updates: dict[str, NightlyUpdate] = {}
+        """Running updates (and finished ones whose final status could not be saved yet)."""
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.claims = SymbolClaims()
         self._serving: set[asyncio.Task[None]] = set()
         self._saved: dict[str, tuple[str, int]] = {}
         self._version = 0
@@ -102,8 +114,9 @@ class BarsService(Service):
         except (ValueError, msgspec.DecodeError) as e:
             data, headers = msgspec.json.encode({"error": str(e), "verb": verb, "code": 422}), {"MT-Error": "1"}
         except Exception as e:
-            self.log.exception("bars request failed", verb=verb, error=str(e))
-            reply = {"error": f"internal error: {type(e).__name__}: {e}", "verb": verb, "code": 500}
+            ref = new_id()
+            self.log.exception("bars request failed", verb=verb, ref=ref, error=f"{type(e).__name__}: {e}")
+            reply = {"error": f"internal error, see the bars service log (ref {ref})", "verb": verb, "code": 500}
             data, headers = msgspec.json.encode(reply), {"MT-Error": "1"}
         if msg.reply:
             await self.ctx.bus.nc.publish(msg.reply, data, headers=headers)
@@ -114,7 +127,9 @@ class BarsService(Service):
         """Check the request, start the update in the background, answer at once."""
         plan = plan_request(body, self.ctx.settings)
         request_id = new_id()
-        update = NightlyUpdate(request_id, plan, self.store, self.chain, on_progress=self._on_progress, log=self.log)
+        update = NightlyUpdate(
+            request_id, plan, self.store, self.chain, on_progress=self._on_progress, log=self.log, claims=self.claims
+        )
         self.updates[request_id] = update
         await self._save(update.status(), force=True)
         self.tasks[request_id] = asyncio.create_task(self._run(update))
@@ -137,7 +152,7 @@ class BarsService(Service):
         return saved
 
     async def nightly_active(self, body: dict[str, Any]) -> list[NightlyStatus]:
-        return [u.status() for rid, u in self.updates.items() if rid in self.tasks]
+        return [u.status() for rid, u in self.updates.items() if rid in self.tasks and u.finished is None]
 
     # -- running and saving -------------------------------------------------------------------
 
@@ -154,6 +169,17 @@ class BarsService(Service):
             self.log.exception("nightly update crashed", request_id=update.request_id, error=str(e))
         finally:
             self.tasks.pop(update.request_id, None)
+            self._forget_if_saved(update)
+
+    def _forget_if_saved(self, update: NightlyUpdate) -> None:
+        """Drop a finished update from memory once its final status is in ClickHouse (read back from there)."""
+        status = update.status()
+        if status.is_complete and self._saved.get(update.request_id) == (
+            status.status,
+            status.progress.completed_symbols,
+        ):
+            self.updates.pop(update.request_id, None)
+            self._saved.pop(update.request_id, None)
 
     async def _on_progress(self, status: NightlyStatus) -> None:
         data = msgspec.json.encode(status)
@@ -165,13 +191,14 @@ class BarsService(Service):
         key = (status.status, status.progress.completed_symbols)
         if not force and self._saved.get(status.request_id) == key:
             return
-        self._saved[status.request_id] = key
         self._version = max(self._version + 1, time.time_ns())
         table = status_table(status, self._version)
         try:
             await asyncio.to_thread(self.store.insert_arrow, "nightly_updates", table)
         except Exception as e:
             self.log.warning("nightly status not saved", request_id=status.request_id, error=str(e))
+            return
+        self._saved[status.request_id] = key
 
 
 SERVICE = BarsService

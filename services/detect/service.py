@@ -12,6 +12,11 @@ and batches that share a `sync_id` (a recording or simulation that quotes both v
 the same instants) wait for each other, up to MT_DETECT_SYNC_TIMEOUT_MS, before they are
 applied in time order. A batch that would corrupt a book (bad ladder, unknown venue) is
 rejected before any state changes, and so dead-lettered by the consumer.
+
+Fees: each venue's default model (`libs.fees.fee_models`: Kalshi's schedule, Polymarket's
+MT_POLYMARKET_FEE_RATE / MT_POLYMARKET_FEE_EXPONENT), except for a Polymarket instrument whose
+`MarketInfo` (`md.info.polymarket.<token>`, read by the same consumer, so in stream order with the
+books) reports a taker fee rate: that instrument is priced with its own rate and exponent.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ import msgspec
 from libs.arb import ArbQuote, find_arb
 from libs.bookstate import BookState, apply_row, check_batch
 from libs.bus import PullConsumer
-from libs.fees import fee_models
+from libs.fees import POLYMARKET, FeeModel, fee_models, polymarket_fee_model
 from libs.ids import new_id, now_ns
 from libs.venues.mapping import load_markets
 from proto import streams, subjects
-from proto.events import BookBatch, Intent, Opportunity
+from proto.events import BookBatch, Intent, MarketInfo, Opportunity
 from services.runtime import Service
 
 STRATEGY = "xarb"
@@ -59,6 +64,8 @@ class DetectService(Service):
         s = self.ctx.settings
         self.books: dict[tuple[str, str], BookState] = {}
         self.fees = fee_models(s)
+        self.instrument_fees: dict[tuple[str, str], FeeModel] = {}
+        """(venue, the venue's own instrument id) → its fee model, from a MarketInfo with a fee schedule."""
         self.min_edge_micros = round(s.min_edge_cents * 10_000)
         self.open: dict[str, OpenOpportunity] = {}
         self.waiting: dict[str, list[BookBatch]] = {}
@@ -69,12 +76,13 @@ class DetectService(Service):
         self.native: dict[tuple[str, str], str] = {(v, key): inst for (v, inst), key in self.aliases.items()}
         """(venue, pair name) → the venue's own instrument id, for the legs."""
         self._timers: set[asyncio.Task[None]] = set()
+        self.ignored: set[str] = set()
         self.consumer = await PullConsumer(
             self.ctx.bus,
             stream=streams.MD.name,
             durable="detect",
-            filter_subjects=[subjects.BOOK_ALL],
-            kind=BookBatch,
+            filter_subjects=[subjects.BOOK_ALL, subjects.INFO_ALL],
+            kind=BookBatch | MarketInfo,
             ack_wait_s=self.ctx.settings.ack_wait_s,
             handler=self.on_books,
             batch=256,
@@ -87,14 +95,64 @@ class DetectService(Service):
 
     def check(self, batch: BookBatch) -> None:
         """Raise ValueError for a batch detect cannot use, naming what is wrong."""
-        if batch.venue not in self.fees:
-            raise ValueError(f"BookBatch {batch.id!r}: venue {batch.venue!r} has no fee model")
         check_batch(batch)
 
-    async def on_books(self, batches: list[BookBatch]) -> None:
-        """Apply each batch, or each completed sync group, in market-time order."""
-        for b in batches:
-            self.check(b)  # before any state changes: a bad batch fails alone
+    def trades(self, venue: str) -> bool:
+        """Whether detect prices this venue's books: the prediction venues it has fees for.
+
+        Other venues' books (a LOBSTER or Bitstamp replay, a generated equity) share `md.book.>`
+        but are not binary markets; they are acked and left alone, logged once per venue.
+        """
+        if venue in self.fees:
+            return True
+        if venue not in self.ignored:
+            self.ignored.add(venue)
+            self.log.info("ignoring books of a venue without a fee model", venue=venue, priced=sorted(self.fees))
+        return False
+
+    def fee_model_of(self, info: MarketInfo) -> FeeModel | None:
+        """The per-instrument fee model a MarketInfo implies (Polymarket with a reported taker rate, or fees
+        switched off), else None; ValueError naming the field for a rate that is not a number."""
+        if info.venue != POLYMARKET:
+            return None  # Kalshi's fees are one schedule for every market (libs.fees)
+        if info.taker_fee_rate:
+            try:
+                return polymarket_fee_model(info.taker_fee_rate, info.fee_exponent or 1)
+            except ValueError as e:
+                raise ValueError(f"MarketInfo {info.id!r} ({info.venue} {info.instrument}): {e}") from None
+        if info.fees_enabled is False:
+            return polymarket_fee_model(0)
+        return None
+
+    def on_info(self, info: MarketInfo) -> None:
+        """Keep the instrument's own fee model (or forget it when the venue no longer reports one)."""
+        model = self.fee_model_of(info)
+        key = (info.venue, info.instrument)
+        if model is None:
+            self.instrument_fees.pop(key, None)
+            return
+        if self.instrument_fees.get(key) != model:
+            self.log.info("instrument fee model", venue=info.venue, instrument=info.instrument, model=str(model))
+        self.instrument_fees[key] = model
+
+    def fee(self, venue: str, native_instrument: str) -> FeeModel:
+        """The fee model for one venue's instrument: its own when a MarketInfo gave one, else the venue's."""
+        own = self.instrument_fees.get((venue, native_instrument))
+        return own if own is not None else self.fees[venue]
+
+    async def on_books(self, events: list[BookBatch | MarketInfo]) -> None:
+        """Apply market facts, then each batch or completed sync group, in market-time order."""
+        for ev in events:
+            if isinstance(ev, MarketInfo):
+                self.fee_model_of(ev)  # a bad fee fails the group before any state changes
+            else:
+                self.check(ev)  # before any state changes: a bad batch fails alone
+        batches: list[BookBatch] = []
+        for ev in events:
+            if isinstance(ev, MarketInfo):
+                self.on_info(ev)
+            elif self.trades(ev.venue):
+                batches.append(ev)
         if self.aliases:
             batches = [self.renamed(b) for b in batches]
         async with self.lock:
@@ -154,15 +212,17 @@ class DetectService(Service):
     async def _step(self, instrument: str, yes_venue: str, no_venue: str, book_ts: int) -> None:
         key = opportunity_key(instrument, yes_venue, no_venue)
         a, b = self.books[(yes_venue, instrument)], self.books[(no_venue, instrument)]
+        yes_native = self.native.get((yes_venue, instrument), instrument)
+        no_native = self.native.get((no_venue, instrument), instrument)
         quote = find_arb(
             a,
             b,
             yes_venue=yes_venue,
             no_venue=no_venue,
-            instrument=self.native.get((yes_venue, instrument), instrument),
-            no_instrument=self.native.get((no_venue, instrument), instrument),
-            fee_yes=self.fees[yes_venue],
-            fee_no=self.fees[no_venue],
+            instrument=yes_native,
+            no_instrument=no_native,
+            fee_yes=self.fee(yes_venue, yes_native),
+            fee_no=self.fee(no_venue, no_native),
             max_size=self.ctx.settings.max_pair_size,
         )
         current = self.open.get(key)

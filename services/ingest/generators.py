@@ -18,7 +18,6 @@ publishing an event before its market time is due. `duration_s` is market second
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,8 +33,9 @@ from libs.synth.assets import ASSETS, PRESETS, resolve
 from libs.synth.market import MINUTE_NS, SyntheticFeed
 from libs.synth.micro import MicroParams
 from libs.synth.paths import GBM, MODELS, Heston, Merton
+from libs.venues.books import iso_ns
 from proto import subjects
-from proto.events import BarBatch, BookBatch, TradeBatch
+from proto.events import BarBatch, BookBatch, MarketInfo, RawBatch, TradeBatch
 
 AnyBatch = BookBatch | TradeBatch | BarBatch
 Publish = Callable[[Sequence[AnyBatch]], Awaitable[object]]
@@ -66,7 +66,9 @@ class GeneratorSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     bars: bool = True
     """Also publish 1-minute bars built from the books and trades."""
     start: str | None = None
-    """Market time of the first step, ISO 8601 (naive = UTC); default: now, floored to the minute."""
+    """Market time of the first step, ISO 8601 (naive = UTC). Default: now — exactly now when paced
+    (the first bar is a partial minute, and no event is stamped in the past), or now floored to the
+    minute when generating as fast as possible. An explicit start is reproducible."""
     s0: float | None = None
     tick: float | None = None
 
@@ -89,11 +91,18 @@ class GeneratorSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         """`model:asset`, for logs and stats."""
         return f"{self.model or PRESETS[self.asset].model}:{self.asset}"
 
-    def feed(self, start_ns: int | None = None) -> SyntheticFeed:
+    def start_ns(self, paced: bool = False) -> int:
+        """The first step's market time: `start` when given; else now (paced) or now floored to the minute."""
+        if self.start is not None:
+            return parse_start(self.start)
+        now = now_ns()
+        return now if paced else now // MINUTE_NS * MINUTE_NS
+
+    def feed(self, start_ns: int | None = None, paced: bool = False) -> SyntheticFeed:
         """The feed this spec describes (every parameter checked), starting at `start_ns` if given."""
         cfg = resolve(self.asset, self.model, self.params, self.micro, s0=self.s0, tick=self.tick)
         if start_ns is None:
-            start_ns = parse_start(self.start) if self.start is not None else now_ns() // MINUTE_NS * MINUTE_NS
+            start_ns = self.start_ns(paced)
         return SyntheticFeed(
             cfg,
             seed=self.seed,
@@ -121,16 +130,12 @@ class GeneratorStats(msgspec.Struct, kw_only=True):
     seconds: float = 0.0
 
 
-def parse_start(text: str) -> int:
-    """An ISO 8601 time (naive = UTC) as UTC nanoseconds, else ValueError naming it."""
-    try:
-        t = dt.datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"start={text!r} is not an ISO 8601 time (e.g. 2024-03-01T14:30:00Z)") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    delta = t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+def parse_start(text: str, name: str = "start") -> int:
+    """An ISO 8601 time (naive = UTC) as exact UTC nanoseconds, else ValueError naming `name` and the text."""
+    ns = iso_ns(text) if isinstance(text, str) else None
+    if ns is None:
+        raise ValueError(f"{name}={text!r} is not an ISO 8601 time (e.g. 2024-03-01T14:30:00Z)")
+    return ns
 
 
 def _scalar(key: str, text: str) -> Any:
@@ -191,10 +196,11 @@ def parse_spec(text: str) -> GeneratorSpec:
         raise ValueError(f"generator spec {text!r}: {e}") from None
 
 
-def bus_publisher(bus: Any) -> Publish:
-    """A `publish` callable onto a `libs.bus.Bus` (JetStream, acks awaited, deduped by event id)."""
+def bus_publisher(bus: Any) -> Callable[[Sequence[AnyBatch | RawBatch | MarketInfo]], Awaitable[None]]:
+    """A `publish` callable onto a `libs.bus.Bus` (JetStream, acks awaited, deduped by event id), routing
+    every market-data event by `subjects.of_batch` (books, trades, bars, raw responses, market facts)."""
 
-    async def publish(batches: Sequence[AnyBatch]) -> None:
+    async def publish(batches: Sequence[AnyBatch | RawBatch | MarketInfo]) -> None:
         await bus.publish_many((subjects.of_batch(b), b) for b in batches)
 
     return publish
@@ -219,7 +225,8 @@ async def run_generator(
         duration_s = float(duration_s)
         if not math.isfinite(duration_s) or duration_s <= 0:
             raise ValueError(f"duration_s={duration_s!r} must be a positive number of market seconds (or None)")
-    feed = spec.feed(start_ns)
+    paced = (clock.speed if clock is not None else speed) is not None
+    feed = spec.feed(start_ns, paced=paced)
     clock = clock or VirtualClock(speed, start_ns=feed.start_ns)
     step_ns = feed.step_ns
     if clock.speed is None:
@@ -266,7 +273,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--levels", type=int, default=5)
     parser.add_argument("--instruments", default=None, help="comma list (default: the preset's one)")
     parser.add_argument("--venue", default="synthetic")
-    parser.add_argument("--start", default=None, help="ISO 8601 market start (default: now, to the minute)")
+    parser.add_argument(
+        "--start", default=None, help="ISO 8601 market start (default: now; to the minute when not paced)"
+    )
     parser.add_argument("--no-bars", action="store_true")
     parser.add_argument("--param", action="append", default=[], metavar="K=V", help="model or microstructure override")
     parser.add_argument("--spec", default=None, help="a whole spec: JSON or model:asset?k=v&... (overrides the rest)")

@@ -21,6 +21,7 @@ from proto.events import (
     DeadLetter,
     Decision,
     Intent,
+    MarketInfo,
     Opportunity,
     PaperTrade,
     RawBatch,
@@ -39,8 +40,8 @@ CONSUMERS: tuple[tuple[str, str, list[str], Any], ...] = (
     (
         "recorder-md",
         streams.MD.name,
-        [subjects.BOOK_ALL, subjects.TRADE_ALL, subjects.BAR_ALL, subjects.RAW_ALL],
-        BookBatch | TradeBatch | BarBatch | RawBatch,
+        [subjects.BOOK_ALL, subjects.TRADE_ALL, subjects.BAR_ALL, subjects.RAW_ALL, subjects.INFO_ALL],
+        BookBatch | TradeBatch | BarBatch | RawBatch | MarketInfo,
     ),
     ("recorder-opp", streams.OPP.name, [subjects.OPP_ALL], Opportunity),
     ("recorder-intent", streams.INTENT.name, [subjects.INTENT_ALL], Intent),

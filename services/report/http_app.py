@@ -1,7 +1,9 @@
 """The report service's HTTP API as a Starlette app: the run report and the OHLCV bar manager.
 
 `GET /health` (`ok`), `GET /report` (JSON), `GET /report.txt` (text), and the bar routes of
-`routes_bars`. Errors are JSON `{"detail": ...}`; an unexpected one is a 500 and is logged.
+`routes_bars`. Errors are JSON `{"detail": ...}`. An unexpected one is a 500 whose detail is only
+`internal error, see the report service log (ref <id>)`: the exception (which may hold SQL or
+paths) goes to the log under that reference, never to the client.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from libs.bars.assets import parse_overrides
+from libs.ids import new_id
 from libs.store import Store
 from services.report import routes_bars
 from services.report.routes_bars import ApiError, error_response
@@ -34,8 +38,9 @@ async def report_text(request: Request) -> Response:
     return PlainTextResponse(render(report) + "\n")
 
 
-def build_app(store: Store, nc: Any, summary_json: Any, log: Any) -> Starlette:
-    """The app over `store` (ClickHouse), `nc` (a nats-py connection) and the report's JSON maker."""
+def build_app(store: Store, nc: Any, summary_json: Any, log: Any, asset_overrides: str = "") -> Starlette:
+    """The app over `store` (ClickHouse), `nc` (a nats-py connection) and the report's JSON maker;
+    `asset_overrides` is MT_BARS_ASSET_OVERRIDES (checked here, so a bad value stops the service)."""
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -46,8 +51,16 @@ def build_app(store: Store, nc: Any, summary_json: Any, log: Any) -> Starlette:
         return error_response(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}")
 
     async def crash(request: Request, exc: Exception) -> Response:
-        log.exception("http request failed", path=request.url.path, error=str(exc))
-        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+        ref = new_id()
+        log.error(
+            "http request failed",
+            ref=ref,
+            method=request.method,
+            path=request.url.path,
+            error=f"{type(exc).__name__}: {exc}",
+            exc_info=exc,
+        )
+        return error_response(500, f"internal error, see the report service log (ref {ref})")
 
     app = Starlette(
         routes=[
@@ -61,4 +74,5 @@ def build_app(store: Store, nc: Any, summary_json: Any, log: Any) -> Starlette:
     app.state.store = store
     app.state.nc = nc
     app.state.summary_json = summary_json
+    app.state.asset_overrides = parse_overrides(asset_overrides)
     return app

@@ -3,7 +3,8 @@
 `/trading-data/*` and `/data-analysis/completeness` read ClickHouse (libs.bars); `/nightly-update/*`
 forward to the bars service over NATS (`svc.bars.<verb>`). A bad parameter is a 422 (an unknown
 request id a 404, a symbol with no bars at all a 404) with `{"detail": "..."}` naming the
-parameter and the value; the bars service not answering is a 503.
+parameter and the value; the bars service not answering is a 503. A symbol may contain `/`
+(`/trading-data/data/BTC/USD` or `EUR%2FUSD`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ from starlette.routing import Route
 from libs.bars import completeness
 from libs.bars import store as bars_store
 from libs.bars.assets import TIMEFRAMES
+from libs.bars.schema import empty_frame
+from libs.bars.timeutil import parse_date
 from proto import subjects
 
 DEFAULT_PAGE_SIZE = 1_000
 MAX_PAGE_SIZE = 10_000
+MAX_PAGE = 1_000_000
+"""Highest page number accepted (1,000,000 pages of 10,000 bars is 19,000 years of minutes)."""
 NATS_TIMEOUT_S = 10.0
 
 
@@ -84,7 +89,13 @@ def _timeframe(request: Request) -> str:
 
 
 async def trading_data(request: Request) -> Response:
-    """`GET /trading-data/data/{symbol}`: stored bars, paged."""
+    """`GET /trading-data/data/{symbol}`: stored bars, paged.
+
+    Each candle is `{date, open, high, low, close, volume}` with `date` the bar open in UTC
+    (`YYYY-MM-DDTHH:MM:SSZ`) and the prices and volume as JSON numbers (the stored Float64
+    values; the reference API writes decimal strings, numbers spare clients a conversion). A page
+    past the last one is empty (with the real totals), not an error; `page` is at most MAX_PAGE.
+    """
     store = request.app.state.store
     symbol = request.path_params["symbol"].strip()
     if not symbol:
@@ -98,14 +109,16 @@ async def trading_data(request: Request) -> Response:
     order = q.get("order_by") or "desc"
     if order not in ("asc", "desc"):
         raise ApiError(422, f"order_by must be 'asc' or 'desc', got {order!r}")
-    page = _int_param(request, "page", 1, 1)
+    page = _int_param(request, "page", 1, 1, MAX_PAGE)
     size = _int_param(request, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    offset = (page - 1) * size
 
     def query() -> tuple[int, Any, bool]:
         total = bars_store.count_bars(store, symbol, timeframe, start, end)
-        frame = bars_store.read_bars(
-            store, symbol, timeframe, start, end, order=order, limit=size, offset=(page - 1) * size
-        )
+        if offset >= total:  # past the last page: nothing to read
+            frame = empty_frame()
+        else:
+            frame = bars_store.read_bars(store, symbol, timeframe, start, end, order=order, limit=size, offset=offset)
         known = total > 0 or bars_store.last_bar_ts(store, symbol, timeframe) is not None
         return total, frame, known
 
@@ -157,19 +170,22 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 def _date_field(body: dict[str, Any], name: str) -> dt.date:
-    value = body.get(name)
-    if value is None:
+    if body.get(name) is None:
         raise ApiError(422, f"{name} is required (YYYY-MM-DD)")
-    if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ApiError(422, f"{name} must be a date YYYY-MM-DD, got {value!r}")
+    try:
+        return parse_date(body[name], name)
+    except ValueError as e:
+        raise ApiError(422, str(e)) from None
 
 
 async def data_completeness(request: Request) -> Response:
-    """`POST /data-analysis/completeness`: the completeness report of stored 1-minute bars."""
+    """`POST /data-analysis/completeness`: the completeness report of stored 1-minute bars.
+
+    Body: `symbols`, `start_date`, `end_date`, optional `include_details` (default true) and
+    `asset_class` (one class for every symbol, or {symbol: class}; else MT_BARS_ASSET_OVERRIDES,
+    else the symbol rule). At most MAX_SYMBOLS symbols, MAX_DAYS days and MAX_SYMBOL_DAYS
+    symbols x days (`libs.bars.limits`): a bigger request is a 422 naming the limit.
+    """
     body = await _json_body(request)
     syms = body.get("symbols")
     if not isinstance(syms, list) or not syms or not all(isinstance(s, str) and s.strip() for s in syms):
@@ -185,7 +201,14 @@ async def data_completeness(request: Request) -> Response:
     store = request.app.state.store
     try:
         report = await asyncio.to_thread(
-            completeness.analyse, store, [s.strip() for s in syms], start, end, include_details=include
+            completeness.analyse,
+            store,
+            [s.strip() for s in syms],
+            start,
+            end,
+            include_details=include,
+            asset_override=body.get("asset_class"),
+            configured_assets=request.app.state.asset_overrides,
         )
     except ValueError as e:
         raise ApiError(422, str(e)) from None
@@ -242,7 +265,7 @@ async def nightly_active(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/trading-data/data/{symbol}", trading_data, methods=["GET"]),
+    Route("/trading-data/data/{symbol:path}", trading_data, methods=["GET"]),
     Route("/trading-data/symbols", symbols, methods=["GET"]),
     Route("/nightly-update/start", nightly_start, methods=["POST"]),
     Route("/nightly-update/status/{request_id}", nightly_status, methods=["GET"]),

@@ -45,10 +45,17 @@ class ReportService(Service):
         self._serving: asyncio.Task[None] | None = None
         port = self.ctx.settings.http_port
         if port:
-            await self._start_http(self.ctx.settings.http_host, port)
+            try:
+                await self._start_http(self.ctx.settings.http_host, port)
+            except BaseException:
+                await self._sub.unsubscribe()
+                raise
 
     async def _start_http(self, host: str, port: int) -> None:
         """Bind first (so a taken port fails start() with a clear OSError), then serve."""
+        app = build_app(
+            self.store, self.ctx.bus.nc, self.summary_json, self.log, self.ctx.settings.bars_asset_overrides
+        )
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -58,7 +65,6 @@ class ReportService(Service):
             raise OSError(e.errno, f"report: cannot listen on {host}:{port}: {e.strerror}") from None
         sock.listen(1024)
         sock.setblocking(False)
-        app = build_app(self.store, self.ctx.bus.nc, self.summary_json, self.log)
         config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off", access_log=False)
         self._server = _EmbeddedServer(config)
         self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))

@@ -9,6 +9,11 @@
   beside peers' published figures (`tests/benchmarks/lob.py`).
 - sim.*: a calibrated full day on one core, Monte Carlo throughput, a 100-run job through
   the NATS work queue, and the stylised facts beside the real day's (`tests/benchmarks/sim.py`).
+- replay.*: the LOBSTER AMZN day and the Bitstamp L3 sample onto the bus and into ClickHouse
+  (`tests/benchmarks/replay.py`); synth.*: GBM/Heston/Merton paths and book rows with a numpy
+  peer (`synth.py`); venues.*: Polymarket/Kalshi book parsing (`venues.py`); bars.*: resampling
+  10 M one-minute bars to every timeframe beside the pandas peer, chDB bar I/O (`bars.py`);
+  bars_api.*: candles served over HTTP (`bars_api.py`).
 
 The lob and sim figures need `../shared/data` (or MT_DATA_DIR); without it they are skipped
 with a line saying so.
@@ -33,11 +38,8 @@ from proto import codec, streams, subjects
 from proto.events import BookBatch, Decision
 from services.ingest.synthetic import SyntheticMarket
 from services.runtime import Stack
+from tests.benchmarks import line
 from tests.factories import hedged_intent
-
-
-def line(name: str, value: float, unit: str) -> None:
-    print(f"{name}: {value:.6g} {unit}".rstrip(), flush=True)
 
 
 def make_batches(n_messages: int, rows_per_message: int, levels: int = 1) -> list[BookBatch]:
@@ -164,15 +166,29 @@ def engine_figures() -> None:
     if not data_dir.is_dir():
         print(f"lob.*, sim.*: skipped, no market data at {data_dir} (set MT_DATA_DIR)", flush=True)
         return
-    from tests.benchmarks import lob, sim
+    from tests.benchmarks import lob, replay, sim
 
     for name, value, unit in lob.run():
         line(name, value, unit)
     for name, value, unit in sim.run(data_dir):
         line(name, value, unit)
+    replay.main()
+
+
+def market_data_figures() -> None:
+    """Generators, venue parsing, bar resampling and the bars HTTP API (no data sets needed)."""
+    from tests.benchmarks import bars, bars_api, synth, venues
+
+    for name, value, unit in synth.run():
+        line(name, value, unit)
+    venues.main()
+    for name, value, unit in bars.run():
+        line(name, value, unit)
+    asyncio.run(bars_api.main())
 
 
 if __name__ == "__main__":
     asyncio.run(main())
+    market_data_figures()
     engine_figures()
     sys.exit(0)

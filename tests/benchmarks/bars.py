@@ -7,6 +7,9 @@
 - `bars.resample_all.pandas_peer`: the reference tool's method on the same kind of bars, pandas
   `DataFrame.resample(rule, offset=...).agg(first/max/min/last/sum)` per timeframe (on fewer bars,
   stated in the name, to keep the run short; throughput scales linearly).
+- `bars.check_frame.unsorted`: the same 10 million crypto bars shuffled, through `check_frame`
+  (sort by time, the duplicate-timestamp check); `bars.check_frame.sorted` the already-sorted case;
+  `bars.resample_all.unsorted` the whole resampling of the shuffled frame.
 - `bars.chdb_write_rows_per_s` / `bars.chdb_read_rows_per_s`: 1 million bars into and out of the
   `ohlcv` table on chDB (write_bars / read_bars with FINAL).
 
@@ -25,6 +28,7 @@ import polars as pl
 
 from libs.bars.calendars import expected_minutes
 from libs.bars.resample import RESAMPLE_TARGETS, resample_all
+from libs.bars.schema import check_frame
 
 N = 10_000_000
 PEER_N = 2_000_000
@@ -98,6 +102,14 @@ def run() -> list[tuple[str, float, str]]:
     resample_all(crypto.head(100_000), "crypto")  # warm-up (calendar and allocator)
     secs = best_of(lambda: resample_all(crypto, "crypto", RESAMPLE_TARGETS))
     out += [("bars.resample_all", N / secs, "bars/s"), ("bars.resample_all_10m_s", secs, "s")]
+
+    shuffled = crypto.sample(fraction=1.0, shuffle=True, seed=7)
+    secs = best_of(lambda: check_frame(crypto), repeats=2)
+    out.append(("bars.check_frame.sorted", N / secs, "bars/s"))
+    secs = best_of(lambda: check_frame(shuffled), repeats=2)
+    out.append(("bars.check_frame.unsorted", N / secs, "bars/s"))
+    secs = best_of(lambda: resample_all(shuffled, "crypto", RESAMPLE_TARGETS), repeats=2)
+    out += [("bars.resample_all.unsorted", N / secs, "bars/s"), ("bars.resample_all.unsorted_10m_s", secs, "s")]
 
     minutes = expected_minutes("us_equity", dt.date(2000, 1, 1), dt.date(2025, 12, 31))
     per_symbol = N // 4

@@ -18,6 +18,7 @@ from libs.data.paths import AMZN_DAY, data_dir
 from libs.replay.bitstamp import bitstamp_chunks, bitstamp_columns
 from libs.replay.lobster import lobster_chunks, lobster_columns
 from proto.events import BarBatch, BookBatch, TradeBatch
+from tests.benchmarks import line
 
 BITSTAMP = Path("orders/bitstamp_btcusd_l3_2026-05-02")
 
@@ -98,7 +99,7 @@ async def through_stack(root: Path) -> list[tuple[str, float, str]]:
 def main() -> None:
     root = data_dir()
     for name, value, unit in conversion(root) + asyncio.run(through_stack(root)):
-        print(f"{name}: {value:,.3f} {unit}" if value < 100 else f"{name}: {value:,.0f} {unit}")
+        line(name, value, unit)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,10 @@ import numpy as np
 from libs.synth.assets import resolve
 from libs.synth.market import SyntheticFeed
 from libs.synth.paths import GBM, Heston, Merton, simulate
+from tests.benchmarks import line
 
 STEPS, PATHS = 2_000, 2_000
 """4 million path steps per model figure (random draws included)."""
-
-
-def line(name: str, value: float, unit: str) -> None:
-    print(f"{name}: {value:.6g} {unit}", flush=True)
 
 
 def _best(fn: object, repeats: int = 3) -> float:

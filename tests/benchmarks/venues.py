@@ -12,10 +12,7 @@ import time
 from libs.venues.books import Response, to_batch
 from libs.venues.kalshi import parse_response as kalshi_parse
 from libs.venues.polymarket import parse_response as poly_parse
-
-
-def line(name: str, value: float, unit: str) -> None:
-    print(f"{name}: {value:.6g} {unit}", flush=True)
+from tests.benchmarks import line
 
 
 def _poly_body(n: int) -> bytes:

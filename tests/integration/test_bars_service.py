@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import socket
+import threading
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,6 +14,7 @@ import httpx
 import msgspec
 import pytest
 
+from libs.bars.nightly import NightlyUpdate, plan_request, status_table
 from libs.bars.store import count_bars, read_bars
 from libs.config import Settings
 from proto import subjects
@@ -44,8 +46,12 @@ def polygon_minutes(base: float, days: tuple[str, ...] = DAYS, pre_market: int =
     return {"ticker": "X", "status": "OK", "resultsCount": len(results), "results": results}
 
 
-def agg_path(ticker: str) -> str:
-    return f"/v2/aggs/ticker/{ticker}/range/1/minute/{DAYS[0]}/{DAYS[-1]}"
+def agg_path(ticker: str, days: tuple[str, ...] = DAYS) -> str:
+    """Polygon's path for the New York sessions of `days` (09:30 on the first to 16:00 on the last), in
+    Unix ms: what the nightly update asks for a run of missing days."""
+    lo = dt.datetime.combine(dt.date.fromisoformat(days[0]), dt.time(9, 30), NY)
+    hi = dt.datetime.combine(dt.date.fromisoformat(days[-1]), dt.time(16, 0), NY)
+    return f"/v2/aggs/ticker/{ticker}/range/1/minute/{int(lo.timestamp()) * 1000}/{int(hi.timestamp()) * 1000 - 1}"
 
 
 @pytest.fixture
@@ -205,5 +211,93 @@ async def test_no_provider_configured_fails_each_symbol_clearly(settings: Settin
         reply = await bus.nc.request(subjects.svc("bars", "nightly_frobnicate"), b"{}", timeout=10)
         assert reply.headers and reply.headers.get("MT-Error") == "1"
         assert "unknown verb 'nightly_frobnicate'" in msgspec.json.decode(reply.data)["error"]
+    finally:
+        await stack.close()
+
+
+async def wait_for(pred: Any, timeout_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not pred():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_overlapping_updates_skip_a_running_symbol_and_finished_updates_leave_memory(
+    bar_settings: Settings, stub: ProviderStub
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def held_aapl(query: dict[str, str]) -> Reply:
+        entered.set()
+        release.wait(30)
+        return Reply(200, polygon_minutes(170.0))
+
+    stub.add(agg_path("AAPL"), held_aapl)
+    stub.add(agg_path("MSFT"), Reply(200, polygon_minutes(400.0)))
+    stack = await Stack.open(bar_settings)
+    try:
+        bars = await stack.start("bars")
+        await stack.start("report")
+        base = f"http://127.0.0.1:{bar_settings.http_port}"
+        days = {"start_date": DAYS[0], "end_date": DAYS[-1]}
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            first = (await http.post("/nightly-update/start", json={"symbols": ["AAPL"], **days})).json()["request_id"]
+            assert await asyncio.to_thread(entered.wait, 30)
+            r = await http.post("/nightly-update/start", json={"symbols": ["AAPL", "MSFT"], **days})
+            second = r.json()["request_id"]
+            done = await wait_complete(http, second)
+            assert done["status"] == "completed"
+            aapl = done["symbol_results"]["AAPL"]
+            assert (aapl["status"], aapl["message"]) == ("skipped", f"running in {first}")
+            assert done["symbol_results"]["MSFT"]["status"] == "completed"
+            assert done["progress"]["skipped_symbols"] == 1
+            active = (await http.get("/nightly-update/active")).json()
+            assert [a["request_id"] for a in active] == [first]
+            release.set()
+            final = await wait_complete(http, first)
+            assert final["symbol_results"]["AAPL"]["status"] == "completed"
+            assert final["symbol_results"]["AAPL"]["bars_stored"] == 780
+            assert stub.hits(agg_path("AAPL")) == 1  # asked once, by the update that held it
+
+            # finished updates are dropped from memory; their status comes back from ClickHouse
+            await wait_for(lambda: not bars.updates)
+            assert bars._saved == {}
+            again = (await http.get(f"/nightly-update/status/{first}")).json()
+            assert again["status"] == "completed" and again["symbol_results"] == final["symbol_results"]
+            assert (await http.get(f"/nightly-update/status/{second}")).json()["symbol_results"]["AAPL"]["message"] == (
+                f"running in {first}"
+            )
+    finally:
+        release.set()
+        await stack.close()
+
+
+async def test_an_update_cut_short_by_a_restart_reads_back_as_failed(bar_settings: Settings) -> None:
+    stack = await Stack.open(bar_settings)
+    try:
+        assert stack.store is not None
+        # what the service saves when an update starts; the process then died before saving more
+        plan = plan_request({"symbols": ["AAPL"], "start_date": DAYS[0], "end_date": DAYS[-1]}, bar_settings)
+        running = NightlyUpdate("ghost-1", plan, stack.store, fetcher=None).status()
+        assert not running.is_complete
+        stack.store.insert_arrow("nightly_updates", status_table(running, 1))
+        await stack.start("bars")
+        client = await stack.connect("client")
+        reply = await client.nc.request(
+            subjects.svc("bars", "nightly_status"), msgspec.json.encode({"request_id": "ghost-1"}), timeout=10
+        )
+        status = msgspec.json.decode(reply.data)
+        assert (status["status"], status["is_complete"]) == ("failed", True)
+        assert status["message"] == "interrupted: the bars service stopped before the update finished"
+        assert status["request"]["symbols"] == ["AAPL"]
+    finally:
+        await stack.close()
+
+
+async def test_a_bad_asset_overrides_setting_stops_the_bars_service(settings: Settings) -> None:
+    stack = await Stack.open(msgspec.structs.replace(settings, http_port=0, bars_asset_overrides="XAUUSD"))
+    try:
+        with pytest.raises(ValueError, match="MT_BARS_ASSET_OVERRIDES: 'XAUUSD' is not SYMBOL=CLASS"):
+            await stack.start("bars")
     finally:
         await stack.close()

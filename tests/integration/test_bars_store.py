@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -32,6 +33,7 @@ from libs.bars.store import (
 )
 from libs.config import Settings
 from libs.store import Store, open_store
+from libs.store.sql import with_db
 from services.cli_bars import add_bars_parser, cmd_bars
 from tests.conftest import needs_data
 
@@ -313,3 +315,65 @@ def test_cli_errors_name_the_value(settings_db: Settings, capsys: pytest.Capture
     with pytest.raises(SystemExit):
         run_cli(settings_db, ["bars", "show", "AAPL", "--timeframe", "3min"], capsys)
     assert "invalid choice: '3min'" in capsys.readouterr().err
+
+
+# -- review fixes -----------------------------------------------------------------------------------------
+
+
+def test_a_symbol_containing_the_db_placeholder_is_stored_and_read_as_written(store: Store) -> None:
+    symbol = "ODD{db}'SYM"
+    bars = minute_bars("2024-03-10 00:00", "2024-03-10 00:30")
+    write_bars(store, symbol, bars)
+    write_bars(store, "ODDmarkettwin'SYM", minute_bars("2024-03-10 00:00", "2024-03-10 00:05"))  # a lookalike
+    assert count_bars(store, symbol) == 30
+    assert read_bars(store, symbol).equals(bars)
+    assert symbol in stored_symbols(store)
+    (day,) = validate_stored(store, symbol, "crypto", dt.date(2024, 3, 10), dt.date(2024, 3, 10))
+    assert day.actual_candles == 30
+    # the placeholder is filled in outside literals and comments only
+    sql = "SELECT '{db}' AS a, \"{db}\".x FROM {db}.t -- it's {db}\nWHERE s = 'it''s {db}' /* {db} */"
+    assert with_db(sql, "D") == "SELECT '{db}' AS a, \"D\".x FROM D.t -- it's {db}\nWHERE s = 'it''s {db}' /* {db} */"
+
+
+def test_the_attention_flag_compares_before_rounding(store: Store) -> None:
+    """14 crypto days (20,160 minutes) with 1,009 missing: 94.99504% prints as 95.0 but is under 95."""
+    full = minute_bars("2024-01-01", "2024-01-15")
+    gap = pd.Timestamp("2024-01-03 00:00", tz="UTC")
+    holes = full.filter(~pl.col("ts").is_between(gap, gap + pd.Timedelta(minutes=1009), closed="left"))
+    write_bars(store, "EDGE", holes)
+    write_bars(store, "FULL", full)
+    report = analyse(store, ["EDGE", "FULL"], dt.date(2024, 1, 1), dt.date(2024, 1, 14), asset_override="crypto")
+    edge = report.symbol_completeness["EDGE"]
+    assert (edge.total_expected_candles, edge.total_actual_candles) == (20_160, 20_160 - 1_009)
+    assert 100 * (20_160 - 1_009) / 20_160 < 95 and edge.completeness_percentage == 95.0
+    assert report.symbols_needing_attention == ["EDGE"]
+    assert report.recommendations[0] == "1 symbols have less than 95% data completeness"
+    # and a threshold met exactly is not flagged
+    at = analyse(store, ["FULL"], dt.date(2024, 1, 1), dt.date(2024, 1, 14), threshold_pct=100.0)
+    assert at.symbols_needing_attention == []
+
+
+def test_completeness_request_size_is_limited(store: Store) -> None:
+    with pytest.raises(ValueError, match="symbols: 1001 symbols, at most 1000 per request"):
+        analyse(store, [f"S{i}" for i in range(1001)], dt.date(2024, 1, 1), dt.date(2024, 1, 1))
+    with pytest.raises(ValueError, match="spans 3661 days, at most 3660"):
+        analyse(store, ["AAPL"], dt.date(2000, 1, 1), dt.date(2010, 1, 8))
+    with pytest.raises(ValueError, match="28 symbols x 3653 days = 102284 symbol-days, at most 100000 per report"):
+        analyse(store, [f"S{i}" for i in range(28)], dt.date(2000, 1, 1), dt.date(2009, 12, 31))
+
+
+def test_cli_uses_the_asset_overrides_setting(
+    settings_db: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "coin.csv"
+    minute_bars("2024-03-09", "2024-03-10").write_csv(csv)  # a Saturday: no equity session
+    settings = msgspec.structs.replace(settings_db, bars_asset_overrides="MYCOIN=crypto")
+    imported = json.loads(run_cli(settings, ["bars", "import", str(csv), "--symbol", "MYCOIN"], capsys))
+    assert imported["asset_class"] == "crypto" and imported["resampled"]["daily"] == 1
+    argv = ["bars", "completeness", "MYCOIN", "--start", "2024-03-09", "--end", "2024-03-09"]
+    report = json.loads(run_cli(settings, argv, capsys))
+    assert report["symbol_completeness"]["MYCOIN"]["asset_class"] == "crypto"
+    assert report["symbol_completeness"]["MYCOIN"]["total_actual_candles"] == 1440
+    bad = msgspec.structs.replace(settings_db, bars_asset_overrides="MYCOIN:crypto")
+    with pytest.raises(ValueError, match="MT_BARS_ASSET_OVERRIDES: 'MYCOIN:crypto' is not SYMBOL=CLASS"):
+        run_cli(bad, argv, capsys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from fractions import Fraction
 
 import msgspec
 
@@ -13,6 +14,7 @@ from proto import streams, subjects
 from proto.events import BookBatch, Intent, Opportunity
 from services.ingest.service import synced
 from services.runtime import Stack
+from tests import factories
 
 T = 1_765_000_000_000_000_000
 
@@ -139,7 +141,7 @@ async def test_an_incomplete_sync_group_is_applied_after_the_timeout(settings: S
         await stack.close()
 
 
-async def test_a_bad_book_is_dead_lettered_and_leaves_the_state_alone(settings: Settings) -> None:
+async def test_a_bad_book_is_dead_lettered_and_another_venues_book_is_left_alone(settings: Settings) -> None:
     good = [book("polymarket", T, 4_300, 4_500), book("kalshi", T, 4_000, 4_200)]
     bad_order = msgspec.structs.replace(
         book("kalshi", T + 1, 5_000, 5_200),
@@ -149,18 +151,19 @@ async def test_a_bad_book_is_dead_lettered_and_leaves_the_state_alone(settings: 
         ask_px=[5_200, 5_300],
         ask_sz=[1, 1],
     )
-    unknown_venue = book("betfair", T + 2, 5_000, 5_200)
+    other_venue = book("nasdaq", T + 2, 5_000, 5_200)  # e.g. a LOBSTER replay: not a prediction market
     stack = await Stack.open(settings)
     try:
         detect = await stack.start("detect")
         bus = await stack.connect("test")
-        for b in [*good, bad_order, unknown_venue]:
+        for b in [*good, bad_order, other_venue]:
             await bus.publish(subjects.book(b.venue, "EVT"), b)
         assert await wait_idle(bus, [(streams.MD.name, "detect")], timeout_s=30)
         books = detect.books  # type: ignore[attr-defined]
         assert sorted(books) == [("kalshi", "EVT"), ("polymarket", "EVT")]
         assert books[("kalshi", "EVT")].book_ts == T
-        assert detect.consumer.dead_lettered == 2  # type: ignore[attr-defined]
+        assert detect.consumer.dead_lettered == 1  # type: ignore[attr-defined]
+        assert detect.ignored == {"nasdaq"}  # type: ignore[attr-defined]
     finally:
         await stack.close()
 
@@ -195,7 +198,9 @@ def venue_book(venue: str, instrument: str, ts: int, bid: int, ask: int) -> Book
 async def detect_with_mapping(settings: Settings, tmp_path, orientation: str, poly_token: str) -> list[Intent]:
     path = tmp_path / "markets.toml"
     path.write_text(MAPPING.format(orientation=orientation))
-    settings = msgspec.structs.replace(settings, markets_file=path, nats_url=None, min_edge_cents=0.5)
+    # a home of its own: a second run in one test must not see the first run's streams
+    home = settings.home / f"{orientation}-{poly_token}"
+    settings = msgspec.structs.replace(settings, markets_file=path, nats_url=None, min_edge_cents=0.5, home=home)
     stack = await Stack.open(settings)
     try:
         await stack.start("detect")
@@ -226,3 +231,50 @@ async def test_an_inverted_pair_reads_the_polymarket_no_token_as_the_pairs_yes(s
     assert {leg.instrument for leg in intents[0].legs} == {"222", "KXFED-25DEC-H0"}
     # the YES token's book is the other side of the market: with an inverted pair it does not pair
     assert await detect_with_mapping(settings, tmp_path, "inverted", "111") == []
+
+
+def _ceil_cents_micros(dollars: Fraction) -> int:
+    """Dollars rounded up to the cent, in micro-dollars."""
+    return -(-dollars * 100 // 1) * 10_000
+
+
+def _half_up_5dp_micros(dollars: Fraction) -> int:
+    """Dollars rounded half up to 5 decimals, in micro-dollars."""
+    return int((dollars * 100_000 + Fraction(1, 2)) // 1) * 10
+
+
+async def test_a_polymarket_market_info_fee_rate_prices_that_instrument(settings: Settings, tmp_path) -> None:
+    """The MarketInfo's own taker rate (4%), not MT_POLYMARKET_FEE_RATE (0), prices the Polymarket leg."""
+    path = tmp_path / "markets.toml"
+    path.write_text(MAPPING.format(orientation="same"))
+    settings = msgspec.structs.replace(settings, markets_file=path, nats_url=None, min_edge_cents=0.5)
+    info = factories.market_info(
+        "fee-111", venue="polymarket", instrument="111", market_id="111", taker_fee_rate="0.04", fee_exponent="1"
+    )
+    stack = await Stack.open(settings)
+    try:
+        await stack.start("detect")
+        bus = await stack.connect("test")
+        await bus.publish(subjects.info("polymarket", "111"), info)
+        for b in (
+            venue_book("polymarket", "111", T, 4_300, 4_500),
+            venue_book("kalshi", "KXFED-25DEC-H0", T, 5_000, 5_200),
+        ):
+            await bus.publish(subjects.book(b.venue, b.instruments[0]), b)
+        assert await wait_idle(bus, [(streams.MD.name, "detect")], timeout_s=20)
+        opps = await read_all(bus, streams.OPP.name, Opportunity)
+        intents = await read_all(bus, streams.INTENT.name, Intent)
+    finally:
+        await stack.close()
+    (opened,) = opps
+    # independently: 100 YES at $0.45 on Polymarket, C x 0.04 x p(1-p) to 5 places; 100 NO at $0.50 on
+    # Kalshi (YES bid 0.50 -> NO ask 0.50), ceil(0.07 x C x P(1-P)) to the cent
+    poly_fee = _half_up_5dp_micros(100 * Fraction(4, 100) * Fraction(45, 100) * Fraction(55, 100))
+    kalshi_fee = _ceil_cents_micros(Fraction(7, 100) * 100 * Fraction(1, 2) * Fraction(1, 2))
+    assert (poly_fee, kalshi_fee) == (990_000, 1_750_000)
+    assert opened.fees_micros == poly_fee + kalshi_fee
+    fees = {leg.venue: leg.fee_micros for leg in opened.legs}
+    assert fees == {"polymarket": poly_fee, "kalshi": kalshi_fee}
+    assert opened.net_edge_micros == 100_000_000 - 95_000_000 - poly_fee - kalshi_fee
+    assert [i.opportunity_id for i in intents] == [opened.opportunity_id]
+    assert {leg.venue: leg.fee_micros for leg in intents[0].legs} == fees

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +15,7 @@ import httpx
 import msgspec
 import polars as pl
 import pytest
+import structlog.testing
 
 from libs.bars.store import write_bars
 from libs.config import Settings
@@ -119,7 +121,7 @@ async def test_symbols_by_timeframe(api: tuple[httpx.AsyncClient, Stack]) -> Non
         ("/trading-data/data/AAPL", {"timeframe": "3min"}, 422, "timeframe: unknown timeframe '3min'"),
         ("/trading-data/data/AAPL", {"page_size": "10001"}, 422, "page_size must be 1..10000, got 10001"),
         ("/trading-data/data/AAPL", {"page_size": "0"}, 422, "page_size must be 1..10000, got 0"),
-        ("/trading-data/data/AAPL", {"page": "0"}, 422, "page must be >= 1, got 0"),
+        ("/trading-data/data/AAPL", {"page": "0"}, 422, "page must be 1..1000000, got 0"),
         ("/trading-data/data/AAPL", {"page": "two"}, 422, "page must be an integer, got 'two'"),
         ("/trading-data/data/AAPL", {"start_date": "2024-02-30"}, 422, "start_date must be a date YYYY-MM-DD"),
         ("/trading-data/data/AAPL", {"order_by": "newest"}, 422, "order_by must be 'asc' or 'desc', got 'newest'"),
@@ -182,3 +184,117 @@ async def test_old_routes_and_the_nightly_routes_without_the_bars_service(api: t
     assert r.status_code == 503 and "bars service is not running" in r.json()["detail"]
     r = await http.post("/health")
     assert r.status_code == 405
+
+
+# -- review fixes -----------------------------------------------------------------------------------------
+
+
+async def test_symbols_with_a_slash(api: tuple[httpx.AsyncClient, Stack]) -> None:
+    http, stack = api
+    assert stack.store is not None
+    write_bars(stack.store, "EUR/USD", session("2024-03-08").head(4), "1min", source="test")
+    write_bars(stack.store, "BTC/USD", session("2024-03-08").head(6), "1min", source="test")
+    for path, symbol, n in (
+        ("/trading-data/data/EUR%2FUSD", "EUR/USD", 4),
+        ("/trading-data/data/BTC/USD", "BTC/USD", 6),
+    ):
+        r = await http.get(path)
+        assert r.status_code == 200, r.text
+        assert r.json()["symbol"] == symbol and r.json()["pagination"]["total_items"] == n
+
+
+async def test_pages_past_the_end_are_empty_and_huge_pages_are_refused(api: tuple[httpx.AsyncClient, Stack]) -> None:
+    http, _ = api
+    r = await http.get("/trading-data/data/AAPL", params={"page": 7, "page_size": 100})
+    assert r.status_code == 200
+    assert r.json()["candles"] == [] and r.json()["start_date"] is None
+    assert r.json()["pagination"] == {
+        "page": 7, "page_size": 100, "total_items": 585, "total_pages": 6, "has_next": False, "has_previous": True,
+    }  # fmt: skip
+    r = await http.get("/trading-data/data/AAPL", params={"page": 1_000_000, "page_size": 10_000})
+    assert r.status_code == 200 and r.json()["candles"] == [] and r.json()["pagination"]["total_pages"] == 1
+    for page in (10**20, 1_000_001):
+        r = await http.get("/trading-data/data/AAPL", params={"page": page})
+        assert r.status_code == 422 and r.json() == {"detail": f"page must be 1..1000000, got {page}"}
+
+
+async def test_an_unexpected_error_is_a_generic_500_with_a_logged_reference(
+    api: tuple[httpx.AsyncClient, Stack],
+) -> None:
+    http, stack = api
+    assert stack.store is not None
+    stack.store.command("DROP TABLE {db}.ohlcv")  # every bar query now fails inside ClickHouse
+    with structlog.testing.capture_logs() as logs:
+        r = await http.get("/trading-data/data/AAPL")
+    assert r.status_code == 500
+    detail = r.json()["detail"]
+    m = re.fullmatch(r"internal error, see the report service log \(ref (\w+)\)", detail)
+    assert m, detail
+    assert "SELECT" not in r.text and "ohlcv" not in r.text
+    (entry,) = [e for e in logs if e["event"] == "http request failed"]
+    assert entry["ref"] == m.group(1) and entry["path"] == "/trading-data/data/AAPL"
+    assert "ohlcv" in entry["error"]  # the detail is in the log, under the same reference
+
+
+async def test_completeness_asset_class_and_size_limits(api: tuple[httpx.AsyncClient, Stack]) -> None:
+    http, stack = api
+    assert stack.store is not None
+    day = pl.DataFrame(
+        {"ts": pl.datetime_range(dt.datetime(2024, 3, 9), dt.datetime(2024, 3, 9, 23, 59), "1m", time_zone="UTC",
+                                 eager=True).cast(pl.Datetime("ns", "UTC")),
+         "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0}
+    )  # fmt: skip
+    write_bars(stack.store, "MYCOIN", day, "1min", source="test")
+    body = {"symbols": ["MYCOIN"], "start_date": "2024-03-09", "end_date": "2024-03-09"}
+    r = await http.post("/data-analysis/completeness", json=body)
+    assert r.json()["symbol_completeness"]["MYCOIN"]["total_trading_days"] == 0  # an equity: Saturday is closed
+    for override in ("crypto", {"mycoin": "crypto"}):
+        r = await http.post("/data-analysis/completeness", json=body | {"asset_class": override})
+        got = r.json()["symbol_completeness"]["MYCOIN"]
+        assert (got["asset_class"], got["total_expected_candles"], got["total_actual_candles"]) == (
+            "crypto",
+            1440,
+            1440,
+        )
+    bad = [
+        (body | {"asset_class": "coins"}, "asset_class: unknown asset class 'coins'"),
+        (body | {"asset_class": {"AAPL": "crypto"}}, "asset_class: 'AAPL' is not one of the requested symbols"),
+        (body | {"symbols": [f"S{i}" for i in range(1001)]}, "symbols: 1001 symbols, at most 1000 per request"),
+        (body | {"start_date": "2000-01-01", "end_date": "2010-01-08"}, "spans 3661 days, at most 3660"),
+        (body | {"symbols": [f"S{i}" for i in range(28)], "start_date": "2000-01-01", "end_date": "2009-12-31"},
+         "28 symbols x 3653 days = 102284 symbol-days, at most 100000 per report"),
+    ]  # fmt: skip
+    for payload, detail in bad:
+        r = await http.post("/data-analysis/completeness", json=payload)
+        assert r.status_code == 422 and detail in r.json()["detail"], (detail, r.text)
+
+
+async def test_port_in_use_fails_start_and_the_server_restarts_cleanly(settings: Settings) -> None:
+    port = free_port()
+    stack = await Stack.open(msgspec.structs.replace(settings, http_port=port))
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", port))
+            taken.listen(1)
+            with pytest.raises(OSError, match=f"report: cannot listen on 127.0.0.1:{port}"):
+                await stack.start("report")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            for _ in range(2):  # start, serve, stop; then the same again on the same port
+                await stack.start("report")
+                assert (await http.get("/health")).text == "ok\n"
+                await stack.stop_service("report")
+                with pytest.raises(httpx.ConnectError):
+                    await http.get("/health")
+    finally:
+        await stack.close()
+
+
+async def test_a_bad_asset_overrides_setting_stops_the_service(settings: Settings) -> None:
+    stack = await Stack.open(
+        msgspec.structs.replace(settings, http_port=free_port(), bars_asset_overrides="BTCUSD=coin")
+    )
+    try:
+        with pytest.raises(ValueError, match="MT_BARS_ASSET_OVERRIDES: 'BTCUSD=coin': unknown asset class 'coin'"):
+            await stack.start("report")
+    finally:
+        await stack.close()

@@ -16,7 +16,7 @@ from libs.config import Settings
 from libs.venues.kalshi import instrument_of
 from libs.venues.mapping import load_markets
 from proto import codec, streams, subjects
-from proto.events import BookBatch
+from proto.events import BookBatch, MarketInfo
 from services.ingest.live import run_live
 from tests.fixtures.venues.venue_server import FIXTURES, VenueServer, fixture, kalshi_route, polymarket_route
 
@@ -89,10 +89,15 @@ async def test_live_books_reach_nats_and_an_outage_does_not_stop_the_other_venue
             publish_calls.append(b.venue)
             await bus.publish(subjects.book(b.venue, b.instruments[0]), b)
 
+    infos: list[MarketInfo] = []
+
+    async def publish_info(events: Sequence[MarketInfo]) -> None:
+        infos.extend(events)
+
     stop = asyncio.Event()
     log = structlog.get_logger().bind(service="test")
     try:
-        task = asyncio.create_task(run_live(publish, None, s, log, stop=stop))
+        task = asyncio.create_task(run_live(publish, None, s, log, stop=stop, publish_info=publish_info))
         await _until(lambda: publish_calls.count("kalshi") >= 2 and publish_calls.count("polymarket") >= 4)
         kal.mode = "500"  # Kalshi down: errors for a while
         seen = len(kal.requests)
@@ -142,7 +147,7 @@ async def test_malformed_and_unknown_markets_are_logged_and_the_feed_goes_on(
     published: list[BookBatch] = []
 
     async def publish(batches: Sequence[BookBatch]) -> None:
-        published.extend(batches)
+        published.extend(b for b in batches if isinstance(b, BookBatch))
 
     try:
         stats = await run_live(publish, None, s, structlog.get_logger(), polls=3)
@@ -167,3 +172,145 @@ async def _until(cond, timeout: float = 30.0) -> None:
         if loop.time() > end:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.02)
+
+
+class Switchable:
+    """A Kalshi route whose GET /markets answer can be swapped while the feed runs."""
+
+    def __init__(self, route, markets_answer: tuple[int, bytes] | None = None) -> None:  # type: ignore[no-untyped-def]
+        self.route = route
+        self.markets_answer = markets_answer
+
+    def __call__(self, req):  # type: ignore[no-untyped-def]
+        if req.path == "/trade-api/v2/markets" and self.markets_answer is not None:
+            return self.markets_answer
+        return self.route(req)
+
+
+async def test_a_malformed_kalshi_markets_answer_never_stops_either_feed(
+    settings: Settings, tmp_path: Path, capsys
+) -> None:
+    poly, _ = servers()
+    kroute = Switchable(
+        kalshi_route(
+            {TICKER: (FIXTURES / "kalshi_orderbook_fp.json").read_bytes()}, fixture("kalshi_markets.json")["markets"]
+        ),
+        (200, b"<html>bad gateway</html>"),
+    )
+    kal = VenueServer(kroute).start()
+    s = live_settings(settings, poly, kal, mapping(tmp_path))
+    books: list[BookBatch] = []
+    infos: list[MarketInfo] = []
+    raws: list = []
+
+    async def publish(batches: Sequence[BookBatch]) -> None:
+        books.extend(batches)
+
+    async def publish_info(events: Sequence[MarketInfo]) -> None:
+        infos.extend(events)
+
+    async def publish_raw(batch) -> None:  # type: ignore[no-untyped-def]
+        raws.append(batch)
+
+    def orderbook_calls() -> int:
+        return kal.count(f"/trade-api/v2/markets/{TICKER}/orderbook")
+
+    def logged() -> str:
+        captured = capsys.readouterr()
+        return captured.out + captured.err
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_live(publish, publish_raw, s, structlog.get_logger(), stop=stop, publish_info=publish_info, status_every=1)
+    )
+    try:
+        # an HTML page with status 200: logged at once, and both feeds keep polling
+        await _until(lambda: orderbook_calls() >= 3 and sum(b.venue == "polymarket" for b in books) >= 6)
+        text = logged()
+        assert "bad venue payload" in text and "is not JSON" in text and "kalshi" in text
+        assert not task.done()
+        # then a JSON body with no market list
+        kroute.markets_answer = (200, b'{"markets": null}')
+        seen = orderbook_calls()
+        await _until(lambda: orderbook_calls() >= seen + 3)
+        text = logged()
+        assert "field markets = None: must be a list of markets" in text
+        assert not [i for i in infos if i.venue == "kalshi"]  # no facts from either bad answer
+        # the venue is fixed: Kalshi's market facts come through, books never stopped
+        kroute.markets_answer = None
+        await _until(lambda: any(i.venue == "kalshi" for i in infos))
+        kal_books = sum(b.venue == "kalshi" for b in books)
+        await _until(lambda: sum(b.venue == "kalshi" for b in books) >= kal_books + 2)
+        stop.set()
+        stats = await asyncio.wait_for(task, 30)
+    finally:
+        stop.set()
+        poly.stop()
+        kal.stop()
+    ks, ps = stats.venues["kalshi"], stats.venues["polymarket"]
+    assert ks.payload_errors >= 2 and ks.failed_calls == 0 and ks.restarts == 0
+    assert ps.payload_errors == ps.failed_calls == ps.restarts == 0 and ps.books >= 6
+    (info,) = [i for i in infos if i.venue == "kalshi"]  # published once: nothing changed after
+    assert (info.market_id, info.status, info.tick_size) == (TICKER, "active", 10)
+    # the failing polls' responses are recorded too, bad bodies byte for byte
+    bodies = {body for r in raws if r.venue == "kalshi" for body in r.body}
+    assert b"<html>bad gateway</html>" in bodies and b'{"markets": null}' in bodies
+
+
+async def test_market_info_goes_out_at_setup_and_on_each_status_change(
+    settings: Settings, tmp_path: Path, capsys
+) -> None:
+    poly, _ = servers()
+    markets = [dict(m) for m in fixture("kalshi_markets.json")["markets"]]
+    markets[0] |= {"price_level_structure": "linear_cent", "price_ranges": None}  # whole cents: 0.4650 is off it
+    kal = VenueServer(kalshi_route({TICKER: (FIXTURES / "kalshi_orderbook_fp.json").read_bytes()}, markets)).start()
+    s = live_settings(settings, poly, kal, mapping(tmp_path))
+    books: list[BookBatch] = []
+    infos: list[MarketInfo] = []
+
+    async def publish(batches: Sequence[BookBatch]) -> None:
+        books.extend(batches)
+
+    async def publish_info(events: Sequence[MarketInfo]) -> None:
+        infos.extend(events)
+
+    def kalshi_infos() -> list[MarketInfo]:
+        return [i for i in infos if i.venue == "kalshi"]
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_live(publish, None, s, structlog.get_logger(), stop=stop, publish_info=publish_info, status_every=2)
+    )
+    try:
+        await _until(lambda: len(kalshi_infos()) == 1 and len({i.instrument for i in infos}) == 3)
+        await _until(lambda: sum(b.venue == "kalshi" for b in books) >= 3)
+        markets[0]["status"] = "closed"  # the venue closes the market
+        await _until(lambda: len(kalshi_infos()) == 2)
+        seen = kal.count(f"/trade-api/v2/markets/{TICKER}/orderbook")
+        reads = kal.count("/trade-api/v2/markets")
+        await _until(lambda: kal.count("/trade-api/v2/markets") >= reads + 2)  # status still read...
+        assert kal.count(f"/trade-api/v2/markets/{TICKER}/orderbook") == seen  # ...its book no longer polled
+        stop.set()
+        stats = await asyncio.wait_for(task, 30)
+    finally:
+        stop.set()
+        poly.stop()
+        kal.stop()
+    opened, closed = kalshi_infos()
+    assert (opened.status, closed.status) == ("active", "closed") and opened.tick_size == closed.tick_size == 100
+    assert opened.instrument == instrument_of(TICKER) and opened.close_ts == 1_765_393_140_000_000_000
+    poly_infos = {i.instrument: i for i in infos if i.venue == "polymarket"}
+    assert set(poly_infos) == {YES, NO}  # learnt the condition id from the books, then read the market
+    yes = poly_infos[YES]
+    assert (yes.status, yes.taker_fee_rate, yes.tick_size, yes.min_order_size) == ("open", "0.04", 10, 5.0)
+    assert yes.title == "Fed decision in December? No change [Yes]"
+    # per token: what setup knew (tick, base fee: no status yet), then the market's facts; nothing re-published
+    # when a re-read (every 2 polls) says the same
+    assert [i.status for i in infos if i.instrument == YES] == ["", "open"]
+    # the Kalshi YES ask 0.4650 is off the whole-cent grid: logged and counted, the book still published
+    ks = stats.venues["kalshi"]
+    assert ks.payload_errors >= 3 and ks.books >= 3 and ks.infos == 2
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert "asks[0].price" in text and "off the market's tick grid of 0.01 dollars" in text
+    assert stats.venues["polymarket"].payload_errors == 0

@@ -17,10 +17,10 @@ import structlog
 from libs.bus.admin import wait_idle
 from libs.config import Settings
 from proto import subjects
-from proto.events import BookBatch, RawBatch
+from proto.events import BookBatch, MarketInfo, RawBatch
 from services.demo import RECORDERS
 from services.ingest.live import run_live
-from services.ingest.replay_raw import load_recording, replay_recording
+from services.ingest.replay_raw import load_recording, recording_pages, replay_recording
 from services.runtime import Stack
 from tests.fixtures.venues.venue_server import FIXTURES, VenueServer, fixture, kalshi_route, polymarket_route
 
@@ -94,14 +94,18 @@ async def test_recorded_live_feed_replays_to_the_same_books(settings: Settings, 
     live: list[BookBatch] = []
     replayed: list[BookBatch] = []
     raws: list[RawBatch] = []
+    infos: list[MarketInfo] = []
     try:
         await stack.start("recorder")
         bus = await stack.connect("test")
 
-        async def publish_live(batches: Sequence[BookBatch]) -> None:
+        async def publish_live(batches: Sequence[BookBatch | MarketInfo]) -> None:
             for b in batches:
-                live.append(b)
-                await bus.publish(subjects.book(b.venue, b.instruments[0]), b)
+                if isinstance(b, BookBatch):
+                    live.append(b)
+                else:
+                    infos.append(b)
+                await bus.publish(subjects.of_batch(b), b)
 
         async def publish_raw(batch: RawBatch) -> None:
             raws.append(batch)
@@ -127,11 +131,17 @@ async def test_recorded_live_feed_replays_to_the_same_books(settings: Settings, 
                 replayed.append(b)
                 await bus.publish(subjects.book(b.venue, b.instruments[0]), b)
 
+        # read a page at a time (keyset pages of 3 here): the same responses, in the same order
+        pages = list(recording_pages(stack.store, "kalshi", page_rows=3))
+        assert all(len(p) <= 3 for p in pages) and len(pages) >= 3
+        assert [r for p in pages for r in p] == recorded["kalshi"]
+
         for venue in ("polymarket", "kalshi"):
             rs = await replay_recording(
-                stack.store, publish_replay, venue=venue, speed=None, log=structlog.get_logger()
+                stack.store, publish_replay, venue=venue, speed=None, log=structlog.get_logger(), page_rows=4
             )
             assert rs.books == stats.venues[venue].books
+            assert rs.responses == len(recorded[venue])
         assert await wait_idle(bus, RECORDERS, timeout_s=60)
 
         assert rows(replayed) == rows(live) and len(live) == 8 * 2 + 6  # 2 Polymarket + 3 of 4 Kalshi books
@@ -147,6 +157,29 @@ async def test_recorded_live_feed_replays_to_the_same_books(settings: Settings, 
         kal_ts = [r.recv_ts for r in recorded["kalshi"] if "/orderbook" in r.endpoint]
         window = load_recording(stack.store, "kalshi", start_ns=kal_ts[2], end_ns=kal_ts[4])
         assert [r.recv_ts for r in window if "/orderbook" in r.endpoint] == kal_ts[2:4]
+
+        # market facts went to market_info: the latest per instrument, every field kept
+        latest = {(i.venue, i.instrument): i for i in infos}
+        assert {v for v, _ in latest} == {"polymarket", "kalshi"}
+        stored = stack.store.query_arrow("SELECT * FROM {db}.market_info FINAL ORDER BY venue, instrument")
+        assert stored.num_rows == len(latest)
+        for row in stored.to_pylist():
+            info = latest[(row["venue"], row["instrument"])]
+            assert row["id"] == info.id and row["title"] == info.title and row["status"] == info.status
+            assert row["tick_size"] == info.tick_size and row["taker_fee_rate"] == info.taker_fee_rate
+            assert row["base_fee_bps"] == info.base_fee_bps and row["neg_risk"] == info.neg_risk
+            assert row["close_ts"] is None or row["close_ts"].value == info.close_ts
+        poly_yes = latest[("polymarket", YES)]
+        assert (poly_yes.taker_fee_rate, poly_yes.fee_exponent, poly_yes.tick_size) == ("0.04", "1", 10)
+
+        # bodies are bytes, not text: a body that is not UTF-8 comes back byte for byte
+        odd = RawBatch(
+            id="odd", ts=1, venue="oddvenue", source="test", recv_ts=[5], endpoint=["GET /x"], status=[200],
+            body=[b"\xff\xfe\x00 not utf-8"],
+        )  # fmt: skip
+        await bus.publish(subjects.raw("oddvenue"), odd)
+        assert await wait_idle(bus, RECORDERS, timeout_s=60)
+        assert [r.body for r in load_recording(stack.store, "oddvenue")] == [b"\xff\xfe\x00 not utf-8"]
     finally:
         await stack.close()
         poly.stop()

@@ -78,7 +78,7 @@ def store_settings(request: pytest.FixtureRequest) -> Settings:
 def store(store_settings: Settings) -> Iterator[Store]:
     s = open_store(store_settings)
     try:
-        assert s.migrate() == ["0001_init", "0002_sim", "0003_market_data", "0004_nightly"]
+        assert s.migrate() == ["0001_init", "0002_sim", "0003_market_data", "0004_nightly", "0005_market_info"]
         yield s
         s.command("DROP DATABASE IF EXISTS {db}")
     finally:
@@ -121,7 +121,13 @@ def read(store: Store, table: str, order: str) -> list[dict[str, Any]]:
 def test_migrations_apply_once_and_match_the_arrow_schemas(store: Store) -> None:
     assert store.migrate() == []
     assert store.migrate() == []
-    assert store.applied_migrations() == ["0001_init", "0002_sim", "0003_market_data", "0004_nightly"]
+    assert store.applied_migrations() == [
+        "0001_init",
+        "0002_sim",
+        "0003_market_data",
+        "0004_nightly",
+        "0005_market_info",
+    ]
     for table, schema in tb.SCHEMAS.items():
         cols = store.query_arrow(
             "SELECT name FROM system.columns WHERE database = {d:String} AND table = {t:String} ORDER BY position",
@@ -144,6 +150,7 @@ def test_new_migrations_apply_in_version_order(store: Store, tmp_path: Path) -> 
         "0002_sim",
         "0003_market_data",
         "0004_nightly",
+        "0005_market_info",
         "0010_extra",
         "0011_more",
     ]
@@ -155,7 +162,13 @@ def test_a_failing_migration_names_itself_and_is_not_recorded(store: Store, tmp_
     with pytest.raises(StoreError, match="migration 0010_broken: `CREATE TABLE") as info:
         store.migrate(tmp_path)
     assert "Nonsense" in str(info.value)
-    assert store.applied_migrations() == ["0001_init", "0002_sim", "0003_market_data", "0004_nightly"]
+    assert store.applied_migrations() == [
+        "0001_init",
+        "0002_sim",
+        "0003_market_data",
+        "0004_nightly",
+        "0005_market_info",
+    ]
 
 
 # -- round trips -----------------------------------------------------------------------------

@@ -148,3 +148,18 @@ def test_ambiguous_fall_back_hour_is_resolved_from_row_order(tmp_path: Path) -> 
     want = ["2024-11-03T04:30:00+00:00", "2024-11-03T05:30:00+00:00", "2024-11-03T06:30:00+00:00"]
     assert [t.isoformat() for t in df["ts"]][:3] == want
     assert df["ts"][3].isoformat() == "2024-11-03T07:30:00+00:00"
+
+
+def test_newest_first_new_york_minutes_across_the_autumn_clock_change(tmp_path: Path) -> None:
+    """1-minute bars 2024-11-03 00:00-03:59 New York wall time (01:00-01:59 twice), written newest first."""
+    utc = pd.date_range("2024-11-03 04:00", "2024-11-03 09:00", freq="1min", inclusive="left", tz="UTC")
+    wall = utc.tz_convert("America/New_York").strftime("%Y-%m-%d %H:%M")
+    assert len(set(wall)) == len(utc) - 60  # the repeated hour
+    close = np.arange(len(utc), dtype=float)
+    lines = [f"{w},{c},{c + 1},{c},{c},{i}\n" for i, (w, c) in enumerate(zip(wall, close, strict=True))]
+    path = _write(tmp_path, HEADER + "".join(reversed(lines)))
+    df = read_bars_file(path, tz="America/New_York")
+    assert df["ts"].dt.epoch("ns").to_list() == [int(t) for t in utc.as_unit("ns").asi8]
+    assert df["close"].to_list() == close.tolist() and df["volume"].to_list() == list(map(float, range(len(utc))))
+    oldest_first = _write(tmp_path, HEADER + "".join(lines), "asc.csv")
+    assert read_bars_file(oldest_first, tz="America/New_York").equals(df)

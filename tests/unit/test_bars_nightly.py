@@ -16,7 +16,15 @@ import polars as pl
 import pytest
 
 from libs import config
-from libs.bars.nightly import NightlyStatus, NightlyUpdate, RequestError, group_days, plan_request, status_table
+from libs.bars.nightly import (
+    NightlyStatus,
+    NightlyUpdate,
+    RequestError,
+    SymbolClaims,
+    group_days,
+    plan_request,
+    status_table,
+)
 from libs.bars.providers import ProviderError
 from libs.bars.store import count_bars, read_bars
 from libs.store import Store, open_store
@@ -180,8 +188,9 @@ async def test_a_run_fetches_validates_stores_and_resamples_and_isolates_a_failu
         "Storing 1-minute bars",
         "Resampling to all timeframes",
     ]
+    # one provider call for both days, by the sessions' UTC bounds: 09:30 EST on the 8th to 16:00 EDT on the 11th
     assert [c[:4] for c in source.calls if c[0] == "AAPL"] == [
-        ("AAPL", dt.date(2024, 3, 8), dt.date(2024, 3, 11), "us_equity")
+        ("AAPL", dt.datetime(2024, 3, 8, 9, 30, tzinfo=NY), dt.datetime(2024, 3, 11, 16, 0, tzinfo=NY), "us_equity")
     ]
     # MSFT: the 11th is half there: stored, flagged invalid
     assert (msft.status, msft.days_valid, msft.days_invalid, msft.bars_stored) == ("completed", 1, 1, 585)
@@ -237,3 +246,129 @@ def test_status_row_round_trips_through_its_arrow_schema() -> None:
     table = status_table(status, 7)
     assert table.num_rows == 1 and table["request_id"][0].as_py() == "q1" and table["version"][0].as_py() == 7
     assert table["finished_at"][0].as_py() is None and table["is_complete"][0].as_py() is False
+
+
+# -- asset classes, overlapping updates, no data, validation of what was fetched ------------------------
+
+
+def test_asset_class_field_and_setting_choose_the_calendar() -> None:
+    settings = config.load({"MT_BARS_ASSET_OVERRIDES": "GOLDSPOT=forex"}, bars_default_symbols="AAPL")
+    plan = plan_request({"symbols": ["BTCUSD", "GOLDSPOT", "MYCOIN"], "asset_class": {"mycoin": "crypto"}}, settings)
+    assert plan.asset_classes == {"BTCUSD": "crypto", "GOLDSPOT": "forex", "MYCOIN": "crypto"}
+    plan = plan_request({"symbols": ["AAPL", "GOLDSPOT"], "asset_class": "crypto"}, settings)
+    assert plan.asset_classes == {"AAPL": "crypto", "GOLDSPOT": "crypto"}
+    status = NightlyUpdate("a1", plan, store=None, fetcher=None).status()  # type: ignore[arg-type]
+    assert status.request["asset_class"] == "crypto"
+    with pytest.raises(RequestError, match="asset_class: 'MSFT' is not one of the requested symbols"):
+        plan_request({"symbols": ["AAPL"], "asset_class": {"MSFT": "crypto"}}, settings)
+    with pytest.raises(RequestError, match="asset_class: unknown asset class 'coin'"):
+        plan_request({"symbols": ["AAPL"], "asset_class": "coin"}, settings)
+    bad = config.load({"MT_BARS_ASSET_OVERRIDES": "GOLDSPOT"})
+    with pytest.raises(RequestError, match="MT_BARS_ASSET_OVERRIDES: 'GOLDSPOT' is not SYMBOL=CLASS"):
+        plan_request({"symbols": ["AAPL"]}, bad)
+    with pytest.raises(RequestError, match="symbols: 1001 symbols, at most 1000 per request"):
+        plan_request({"symbols": [f"S{i}" for i in range(1001)]}, settings)
+    with pytest.raises(RequestError, match=r"start_date\.\.end_date spans 3661 days, at most 3660"):
+        plan_request({"start_date": "2000-01-01", "end_date": "2010-01-08"}, settings)
+
+
+async def test_a_symbol_classed_crypto_by_override_is_fetched_as_crypto(store: Store) -> None:
+    btc = btc_minutes("2022-01-10", "2022-01-10")
+    source = Source({"MYCOIN": btc})
+    plan = plan_request(
+        {"symbols": ["MYCOIN"], "start_date": "2022-01-10", "end_date": "2022-01-10", "asset_class": "crypto"},
+        SETTINGS,
+    )
+    final = await NightlyUpdate("o1", plan, store, source).run()
+    r = final.symbol_results["MYCOIN"]
+    assert (r.status, r.asset_class, r.bars_stored, r.completeness_percentage) == ("completed", "crypto", 1440, 100.0)
+    utc_day = (dt.datetime(2022, 1, 10, tzinfo=dt.UTC), dt.datetime(2022, 1, 11, tzinfo=dt.UTC))
+    assert source.calls == [("MYCOIN", *utc_day, "crypto")]
+
+
+class Gate(Source):
+    """A source whose fetches wait until `release` is set (to hold a symbol in one update)."""
+
+    def __init__(self, frames: dict[str, pl.DataFrame]) -> None:
+        super().__init__(frames)
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def fetch_minutes(
+        self, symbol: str, start: Any, end: Any, *, asset: str | None = None
+    ) -> tuple[pl.DataFrame, str]:
+        self.calls.append((symbol, start, end, asset))
+        self.entered.set()
+        await self.release.wait()
+        return self.frames[symbol], "recorded"
+
+
+async def test_two_updates_never_fetch_the_same_symbol_at_once(store: Store) -> None:
+    days = {"start_date": "2024-03-08", "end_date": "2024-03-08"}
+    source = Gate({"AAPL": equity_minutes(["2024-03-08"]), "MSFT": equity_minutes(["2024-03-08"])})
+    claims = SymbolClaims()
+    first = NightlyUpdate("u1", plan_request({"symbols": ["AAPL"], **days}, SETTINGS), store, source, claims=claims)
+    running = asyncio.create_task(first.run())
+    await asyncio.wait_for(source.entered.wait(), 10)
+    assert claims.held() == {"AAPL": "u1"}
+    second_plan = plan_request({"symbols": ["aapl", "MSFT"], **days}, SETTINGS)
+    second = asyncio.create_task(NightlyUpdate("u2", second_plan, store, source, claims=claims).run())
+    while not any(c[0] == "MSFT" for c in source.calls):
+        await asyncio.sleep(0.01)
+    source.release.set()
+    done_first, done_second = await asyncio.wait_for(asyncio.gather(running, second), 30)
+    skipped = done_second.symbol_results["aapl"]
+    assert (skipped.status, skipped.message, skipped.current_step) == (
+        "skipped",
+        "running in u1",
+        "Skipped: running in u1",
+    )
+    assert done_second.status == "completed" and "aapl running in u1" in done_second.message
+    assert done_second.progress.skipped_symbols == 1 and done_second.progress.completed_symbols == 2
+    assert done_first.symbol_results["AAPL"].status == "completed"
+    assert [c[0] for c in source.calls] == ["AAPL", "MSFT"]  # AAPL asked for once
+    assert claims.held() == {}  # both released
+
+
+async def test_no_bars_anywhere_is_no_data_not_a_failure(store: Store) -> None:
+    source = Source({"QUIET": pl.DataFrame(schema=equity_minutes(["2024-03-08"]).schema)})
+    plan = plan_request({"symbols": ["QUIET"], "start_date": "2024-03-08", "end_date": "2024-03-08"}, SETTINGS)
+    final = await NightlyUpdate("n1", plan, store, source).run()
+    r = final.symbol_results["QUIET"]
+    assert (final.status, r.status, r.error, r.current_step) == ("completed", "no_data", "", "No data")
+    assert r.message == "no provider had bars for the 1 missing day(s) 2024-03-08..2024-03-08"
+    assert final.progress.no_data_symbols == 1 and final.progress.failed_symbols == 0
+
+
+async def test_validation_counts_only_bars_on_whole_minutes(store: Store) -> None:
+    day = equity_minutes(["2024-03-08"])
+    off_minute = day.with_columns(
+        pl.when(pl.int_range(pl.len()) == 100).then(pl.col("ts") + pl.duration(seconds=30, time_unit="ns"))
+        .otherwise(pl.col("ts")).alias("ts")
+    )  # fmt: skip
+    source = Source({"AAPL": off_minute})
+    plan = plan_request({"symbols": ["AAPL"], "start_date": "2024-03-08", "end_date": "2024-03-08"}, SETTINGS)
+    r = (await NightlyUpdate("v1", plan, store, source).run()).symbol_results["AAPL"]
+    assert (r.days_valid, r.days_invalid) == (0, 1)
+    assert r.completeness_percentage == round(100 * 389 / 390, 2)
+
+
+async def test_fmp_crypto_day_is_complete_through_the_nightly_update(store: Store) -> None:
+    """FMP's dates are New York dates; a UTC crypto day through FMP must come back whole (1440 minutes)."""
+    from libs.bars.providers import FmpProvider, ProviderChain
+    from libs.retry import RetryPolicy
+    from tests.fixtures.bars_providers.server import ProviderStub
+    from tests.fixtures.bars_providers.shapes import fmp_btc_day
+
+    want, chart = fmp_btc_day("2022-01-10", "2022-01-11")
+    with ProviderStub() as stub:
+        stub.add("/stable/historical-chart/1min", chart)
+        chain = ProviderChain([FmpProvider(stub.url, "k", policy=RetryPolicy(attempts=2, base_s=0.01))])
+        plan = plan_request({"symbols": ["BTCUSD"], "start_date": "2022-01-10", "end_date": "2022-01-11"}, SETTINGS)
+        final = await NightlyUpdate("f1", plan, store, chain).run()
+        await chain.aclose()
+    r = final.symbol_results["BTCUSD"]
+    assert (r.status, r.asset_class, r.provider) == ("completed", "crypto", "fmp")
+    assert (r.days_valid, r.days_invalid, r.completeness_percentage) == (2, 0, 100.0)
+    assert r.bars_stored == len(want) == 2880
+    assert read_bars(store, "BTCUSD")["close"].to_list() == want["close"].tolist()

@@ -25,11 +25,21 @@ from libs.bars.providers.polygon import polygon_ticker
 from libs.retry import RetryPolicy
 from tests.conftest import needs_data
 from tests.fixtures.bars_providers.server import ProviderStub, Reply, recorded
+from tests.fixtures.bars_providers.shapes import fmp_btc_day
 
 KEY = "sekrit-key-123"
 FAST = RetryPolicy(attempts=3, base_s=0.01, max_s=1.0, jitter=0.0)
 NY = ZoneInfo("America/New_York")
-POLY_AAPL = "/v2/aggs/ticker/AAPL/range/1/minute/2024-03-08/2024-03-11"
+UTC = dt.UTC
+
+
+def poly_path(ticker: str, lo: dt.datetime, hi: dt.datetime) -> str:
+    """Polygon's aggregates path for [lo, hi): Unix ms of lo and of the last ms before hi."""
+    return f"/v2/aggs/ticker/{ticker}/range/1/minute/{int(lo.timestamp()) * 1000}/{int(hi.timestamp()) * 1000 - 1}"
+
+
+# the UTC days 2024-03-08..2024-03-11 (what fetch_minutes(date(2024, 3, 8), date(2024, 3, 11)) asks for)
+POLY_AAPL = poly_path("AAPL", dt.datetime(2024, 3, 8, tzinfo=UTC), dt.datetime(2024, 3, 12, tzinfo=UTC))
 
 
 class Log:
@@ -93,7 +103,7 @@ async def test_polygon_follows_next_url_over_real_btc_minutes(stub: ProviderStub
         {"t": int(r.ts.value // 1_000_000), "o": r.open, "h": r.high, "l": r.low, "c": r.close, "v": r.volume}
         for r in want.itertuples()
     ]
-    path = "/v2/aggs/ticker/X:BTCUSD/range/1/minute/2022-01-10/2022-01-11"
+    path = poly_path("X:BTCUSD", dt.datetime(2022, 1, 10, tzinfo=UTC), dt.datetime(2022, 1, 12, tzinfo=UTC))
     page = 1000
 
     def pages(query: dict[str, str]) -> Reply:
@@ -143,9 +153,11 @@ async def test_fmp_converts_new_york_times_newest_first_and_chunks_the_range(stu
     frame = await p.fetch_minutes("AAPL", dt.date(2024, 3, 8), dt.date(2024, 3, 11))
     await p.aclose()
     assert frame.equals(expected_aapl())
+    # FMP's dates are New York dates: the UTC day 03-08 starts on 03-07 at 19:00 New York
     assert [(q["symbol"], q["from"], q["to"], q["apikey"]) for _, q in stub.requests] == [
-        ("AAPL", "2024-03-08", "2024-03-09", KEY),
-        ("AAPL", "2024-03-10", "2024-03-11", KEY),
+        ("AAPL", "2024-03-07", "2024-03-08", KEY),
+        ("AAPL", "2024-03-09", "2024-03-10", KEY),
+        ("AAPL", "2024-03-11", "2024-03-11", KEY),
     ]
 
 
@@ -156,9 +168,9 @@ async def test_tiingo_parses_iex_intraday(stub: ProviderStub) -> None:
     await p.aclose()
     assert frame.equals(expected_aapl())
     _, q = stub.requests[0]
-    assert q == {
-        "startDate": "2024-03-08",
-        "endDate": "2024-03-11",
+    assert q == {  # a day more on each side (the API does not say which zone its dates are in)
+        "startDate": "2024-03-07",
+        "endDate": "2024-03-12",
         "resampleFreq": "1min",
         "columns": "open,high,low,close,volume",
         "token": KEY,
@@ -167,8 +179,9 @@ async def test_tiingo_parses_iex_intraday(stub: ProviderStub) -> None:
 
 async def test_tiingo_refuses_crypto_without_a_request(stub: ProviderStub) -> None:
     p = TiingoProvider(stub.url, KEY, policy=FAST)
-    with pytest.raises(ProviderError, match="tiingo BTC-USD: IEX intraday has US equities only, not crypto"):
+    with pytest.raises(ProviderError, match="tiingo BTC-USD: has no crypto bars \\(covers us_equity\\)") as info:
         await p.fetch_minutes("BTC-USD", dt.date(2024, 3, 8), dt.date(2024, 3, 8), asset="crypto")
+    assert info.value.unsupported and not p.supports("crypto") and p.supports("us_equity")
     assert stub.requests == []
 
 
@@ -317,3 +330,83 @@ def test_build_chain_uses_only_providers_with_keys_in_setting_order() -> None:
     assert build_chain(config.load({})).names == []
     with pytest.raises(ValueError, match="MT_BARS_PROVIDERS: unknown provider 'yahoo'"):
         provider_names("polygon,yahoo")
+
+
+# -- asset classes a provider does not cover, UTC day bounds, rate limits --------------------------------
+
+
+async def test_fmp_crypto_utc_day_is_fetched_whole_from_new_york_dates(stub: ProviderStub) -> None:
+    want, chart = fmp_btc_day("2022-01-10", "2022-01-10")
+    stub.add("/stable/historical-chart/1min", chart)
+    p = FmpProvider(stub.url, KEY, policy=FAST)
+    lo, hi = dt.datetime(2022, 1, 10, tzinfo=UTC), dt.datetime(2022, 1, 11, tzinfo=UTC)
+    frame = await p.fetch_minutes("BTCUSD", lo, hi, asset="crypto")
+    await p.aclose()
+    assert frame.height == len(want) == 1440
+    assert frame["ts"].dt.epoch("ns").to_list() == [int(v) for v in want.ts.dt.as_unit("ns").astype("int64")]
+    assert frame["close"].to_list() == want["close"].tolist()
+    # 2022-01-10 00:00 UTC is 2022-01-09 19:00 New York: both New York dates are asked for
+    assert [(q["symbol"], q["from"], q["to"]) for _, q in stub.requests] == [("BTCUSD", "2022-01-09", "2022-01-10")]
+
+
+async def test_exact_bounds_cut_bars_outside_them(stub: ProviderStub) -> None:
+    stub.add("/iex/aapl/prices", Reply(200, recorded("tiingo_aapl_1min.json")))
+    p = TiingoProvider(stub.url, KEY, policy=FAST)
+    lo = dt.datetime(2024, 3, 8, 9, 31, tzinfo=NY)  # the second bar of the 8th ...
+    hi = dt.datetime(2024, 3, 11, 9, 32, tzinfo=NY)  # ... up to, not including, the third of the 11th
+    frame = await p.fetch_minutes("AAPL", lo, hi, asset="us_equity")
+    await p.aclose()
+    assert frame.equals(expected_aapl().slice(1, 4))
+    assert (stub.requests[0][1]["startDate"], stub.requests[0][1]["endDate"]) == ("2024-03-07", "2024-03-12")
+
+
+async def test_chain_skips_a_provider_without_the_asset_class(stub: ProviderStub) -> None:
+    """Crypto with Polygon empty and Tiingo (US equities only) configured: no data, Tiingo never asked."""
+    path = poly_path("X:BTCUSD", dt.datetime(2024, 3, 8, tzinfo=UTC), dt.datetime(2024, 3, 9, tzinfo=UTC))
+    stub.add(path, Reply(200, recorded("polygon_empty.json")))
+    log = Log()
+    chain = ProviderChain(
+        [PolygonProvider(stub.url, KEY, policy=FAST), TiingoProvider(stub.url, KEY, policy=FAST)], log=log
+    )
+    frame, name = await chain.fetch_minutes("BTCUSD", dt.date(2024, 3, 8), dt.date(2024, 3, 8), asset="crypto")
+    assert (frame.height, name) == (0, "")
+    assert [p for p, _ in stub.requests] == [path]
+    assert log.lines == []  # nothing failed
+
+    only_tiingo = ProviderChain([TiingoProvider(stub.url, KEY, policy=FAST)])
+    with pytest.raises(ProviderError, match=r"no configured provider has crypto bars \(tiingo covers us_equity\)"):
+        await only_tiingo.fetch_minutes("BTCUSD", dt.date(2024, 3, 8), dt.date(2024, 3, 8), asset="crypto")
+    await chain.aclose()
+    await only_tiingo.aclose()
+    assert len(stub.requests) == 1
+
+
+async def test_chain_with_a_failure_and_an_empty_answer_is_a_failure(stub: ProviderStub) -> None:
+    stub.add(POLY_AAPL, Reply(200, recorded("polygon_empty.json")))
+    stub.add("/iex/aapl/prices", Reply(403, recorded("tiingo_invalid_token.json")))
+    chain = ProviderChain([PolygonProvider(stub.url, KEY, policy=FAST), TiingoProvider(stub.url, KEY, policy=FAST)])
+    with pytest.raises(ProviderError) as info:
+        await chain.fetch_minutes("AAPL", dt.date(2024, 3, 8), dt.date(2024, 3, 11), asset="us_equity")
+    await chain.aclose()
+    msg = str(info.value)
+    assert "every provider failed" in msg and "tiingo AAPL" in msg and "HTTP 403" in msg
+    assert "polygon AAPL: no bars in the range" in msg
+
+
+def test_every_provider_gets_its_rate_limit_from_settings() -> None:
+    s = config.load(
+        {"MT_FMP_REQUESTS_PER_MINUTE": "120", "MT_TIINGO_REQUESTS_PER_MINUTE": "30"},
+        polygon_api_key="p",
+        fmp_api_key="f",
+        tiingo_api_key="t",
+        polygon_requests_per_minute=6.0,
+    )
+    chain = build_chain(s)
+    rates = {p.name: p.limiter.rate * 60 for p in chain.providers}  # type: ignore[attr-defined]
+    assert rates == pytest.approx({"polygon": 6.0, "fmp": 120.0, "tiingo": 30.0})
+    defaults = config.load({})
+    assert (defaults.fmp_requests_per_minute, defaults.tiingo_requests_per_minute) == (300.0, 8.0)
+    with pytest.raises(ValueError, match=r"MT_FMP_REQUESTS_PER_MINUTE must be greater than 0, got 0\.0"):
+        build_chain(config.load({"MT_FMP_REQUESTS_PER_MINUTE": "0"}, fmp_api_key="f"))
+    with pytest.raises(config.ConfigError, match="MT_TIINGO_REQUESTS_PER_MINUTE='-1' must not be negative"):
+        config.load({"MT_TIINGO_REQUESTS_PER_MINUTE": "-1"})

@@ -4,6 +4,7 @@ equities on New York wall time (DST, half days, extended hours), forex on the 17
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import pandas as pd
@@ -235,3 +236,46 @@ def test_bad_inputs_name_the_value() -> None:
                                     .alias("close")), "5min", "crypto")  # fmt: skip
     with pytest.raises(ValueError, match="unknown timeframe 'weekly'"):
         resample_all(frame, "crypto", ["5min", "weekly"])
+
+
+def test_a_timestamp_given_twice_is_refused_naming_it() -> None:
+    frame = bars("2024-01-01 00:00", "2024-01-01 01:00")
+    twice = pl.concat([frame, frame.slice(7, 1), frame.slice(20, 1)])
+    first = frame["ts"][7].isoformat()
+    with pytest.raises(ValueError, match=rf"2 duplicate timestamp\(s\), the first {re.escape(first)}"):
+        resample(twice, "5min", "crypto")
+    with pytest.raises(ValueError, match="duplicate timestamp"):
+        resample_all(twice, "crypto")
+
+
+def test_daily_or_coarser_input_is_refused_not_silently_empty() -> None:
+    days = pd.date_range("2024-03-04", "2024-03-15", freq="B", tz="UTC")  # daily bars labelled 00:00 UTC
+    daily = pl.DataFrame({"ts": days, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0}).with_columns(
+        pl.col("ts").dt.cast_time_unit("ns")
+    )
+    for timeframe in ("5min", "1h", "daily"):
+        with pytest.raises(ValueError, match=f"cannot resample daily bars to {timeframe}: resample takes 1-minute"):
+            resample(daily, timeframe, "us_equity")
+    hourly = resample(bars("2024-01-01 00:00", "2024-01-02 00:00"), "1h", "crypto")
+    with pytest.raises(ValueError, match="cannot resample 1h bars to 30min"):
+        resample(hourly, "30min", "crypto")
+    with pytest.raises(ValueError, match="cannot resample 1h bars to 5min"):
+        resample_all(hourly, "crypto")
+    assert resample(hourly, "4h", "crypto").equals(
+        resample(bars("2024-01-01 00:00", "2024-01-02 00:00"), "4h", "crypto")
+    )
+    half_minutes = bars("2024-01-01 00:00", "2024-01-01 01:00").with_columns(
+        pl.col("ts") + pl.duration(seconds=30, time_unit="ns")
+    )
+    with pytest.raises(ValueError, match="must open on whole minutes"):
+        resample(pl.concat([bars("2024-01-01 00:00", "2024-01-01 01:00"), half_minutes]), "5min", "crypto")
+
+
+def test_sparse_minutes_are_still_minutes() -> None:
+    """An illiquid symbol's 1-minute bars, 2 to 7 minutes apart: resampled, not refused."""
+    frame = bars("2024-01-01 00:00", "2024-01-01 06:00", seed=3)
+    sparse = frame.gather(np.cumsum(np.random.default_rng(1).integers(2, 8, 60)))
+    got = resample(sparse, "5min", "crypto")
+    df = sparse.to_pandas().set_index("ts")
+    want = df.resample("5min").agg(AGG).dropna()
+    assert_same(got, want)

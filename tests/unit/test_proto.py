@@ -42,6 +42,7 @@ def test_every_event_round_trips_through_the_any_decoder() -> None:
         factories.trades("t1"),
         factories.bars("bar1"),
         factories.raw("raw1"),
+        factories.market_info("mi1"),
         factories.opportunity("o1", closed_at=factories.T0),
         factories.intent("i1"),
         factories.decision("d1"),

@@ -128,3 +128,11 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     ob.write_text("\n".join(ob.read_text().splitlines()[:-1]) + "\n")
     with pytest.raises(ValueError, match="999 messages but 998 order-book rows"):
         load_lobster_columns(msg)
+    # an order-book file of another depth is refused by the same reader the loader uses
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    msg, ob = _copy_lobster(src, fresh)
+    wide = tmp_path / "wide_orderbook.csv"
+    wide.write_text("\n".join(line + ",1,1,1,1" for line in ob.read_text().splitlines()) + "\n")
+    with pytest.raises(ValueError, match=r"wide_orderbook\.csv: 44 columns, expected 40"):
+        load_lobster_columns(msg, wide)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 
 import pytest
 
-from libs.retry import RateLimiter, RetriesExhausted, RetryPolicy, with_retries
+from libs.retry import RateLimiter, RetriesExhausted, RetryPolicy, parse_retry_after, with_retries
 
 
 class Flaky(Exception):
@@ -72,7 +73,62 @@ def test_backoff_doubles_is_capped_and_honours_retry_after() -> None:
     p = RetryPolicy(base_s=1.0, max_s=5.0, jitter=0.0)
     assert [p.delay(a) for a in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
     assert p.delay(0, retry_after_s=3.0) == 3.0
-    assert p.delay(0, retry_after_s=60.0) == 5.0
+    assert p.delay(0, retry_after_s=60.0) == 60.0  # the server's word, not capped at max_s
+
+
+async def test_a_long_retry_after_is_waited_in_full_and_logged() -> None:
+    logged: list[dict] = []
+    slept: list[float] = []
+
+    class Log:
+        def warning(self, event: str, **kw: object) -> None:
+            logged.append({"event": event, **kw})
+
+    class Limited(Exception):
+        retry_after_s = 0.3
+
+    calls: list[int] = []
+
+    async def call() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise Limited("429")
+        return "ok"
+
+    t0 = time.monotonic()
+    got = await with_retries(call, what="GET /x", policy=RetryPolicy(base_s=0.001, max_s=0.05), log=Log())
+    slept.append(time.monotonic() - t0)
+    assert got == "ok" and len(calls) == 2
+    assert slept[0] >= 0.29  # 0.3 s asked, policy max 0.05 s: the server wins
+    long = [e for e in logged if e["event"] == "server asks for a long wait"]
+    assert len(long) == 1 and long[0]["retry_after_s"] == 0.3 and long[0]["max_s"] == 0.05
+    assert logged[0]["retry_in_s"] == 0.3
+
+
+def test_parse_retry_after_reads_seconds_and_http_dates() -> None:
+    now = dt.datetime(2015, 10, 21, 7, 28, 0, tzinfo=dt.UTC)
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(" 0.5 ") == 0.5
+    assert parse_retry_after("Wed, 21 Oct 2015 07:29:30 GMT", now=now) == 90.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now=now) == 0.0  # already past
+    assert parse_retry_after("Wednesday, 21-Oct-15 07:28:10 GMT", now=now) == 10.0  # RFC 850 form
+    for bad in (None, "", "soon", "-5", "nan", "inf"):
+        assert parse_retry_after(bad, now=now) is None, bad
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"attempts": 0}, "attempts=0 must be an integer >= 1"),
+        ({"attempts": -1}, "attempts=-1"),
+        ({"base_s": -1.0}, "base_s=-1.0"),
+        ({"max_s": float("nan")}, "max_s=nan"),
+        ({"jitter": 1.5}, "jitter=1.5"),
+    ],
+)
+def test_bad_retry_policies_are_refused_naming_the_field(kwargs: dict, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        RetryPolicy(**kwargs)
 
 
 def test_bad_limiter_settings_are_refused() -> None:

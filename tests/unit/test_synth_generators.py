@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -148,3 +150,37 @@ async def test_unpaced_run_counts_and_subjects() -> None:
     }  # fmt: skip
     with pytest.raises(ValueError, match="duration_s=-1"):
         await run_generator(keep, one, None, -1)
+
+
+async def test_a_paced_run_without_a_start_begins_now_never_in_the_past() -> None:
+    t = FakeTime()
+    clock = VirtualClock(1.0, sleep=t.sleep, wall_ns=t.wall_ns)
+    books: list[BookBatch] = []
+    bars: list[BarBatch] = []
+
+    async def publish(batches: Sequence[BookBatch | TradeBatch | BarBatch]) -> None:
+        books.extend(b for b in batches if isinstance(b, BookBatch))
+        bars.extend(b for b in batches if isinstance(b, BarBatch))
+
+    before = time.time_ns()
+    stats = await run_generator(publish, parse_spec("gbm:equity?step_ms=500"), 1.0, 3.0, clock=clock)
+    after = time.time_ns()
+    assert before <= stats.first_ts <= after  # now, not floored to the minute (up to 60 s in the past)
+    assert books[0].book_ts[0] == stats.first_ts and stats.steps == 6
+    minute = stats.first_ts // 60_000_000_000 * 60_000_000_000
+    assert {b.bar_ts[0] for b in bars} == {minute}  # the first bar is the current, partial minute
+
+
+async def test_an_explicit_start_is_reproducible_and_unpaced_runs_start_on_the_minute() -> None:
+    out: list[list[int]] = []
+    for _ in range(2):
+        got: list[int] = []
+
+        async def publish(batches: Sequence[BookBatch | TradeBatch | BarBatch]) -> None:
+            got.extend(ts for b in batches if isinstance(b, BookBatch) for ts in b.book_ts)  # noqa: B023
+
+        await run_generator(publish, parse_spec("gbm:equity?start=2024-03-01T14:30:15Z"), None, 5.0)
+        out.append(got)
+    assert out[0] == out[1] and out[0][0] == 1_709_303_415_000_000_000
+    stats = await run_generator(lambda b: asyncio.sleep(0), parse_spec("gbm:equity"), None, 1.0)
+    assert stats.first_ts % 60_000_000_000 == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ from kalshi_python_sync.auth import KalshiAuth
 
 from libs.retry import RetriesExhausted, RetryPolicy
 from libs.venues import kalshi_auth
-from libs.venues.errors import VenueHTTPError
+from libs.venues.errors import PayloadError, VenueHTTPError
 from libs.venues.kalshi import DEMO_HOST, PRODUCTION_HOST, KalshiClient, host_for
 from libs.venues.kalshi import parse_response as kalshi_parse
 from libs.venues.polymarket import PolymarketClient
@@ -158,3 +160,86 @@ async def test_polymarket_server_error_is_retried_then_reported(poly: VenueServe
     with pytest.raises(RetriesExhausted) as e:
         await client.books(["1"])
     assert e.value.last.status == 0
+
+
+class Log:
+    """Collects structured warning lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict] = []
+
+    def warning(self, event: str, **kw: object) -> None:
+        self.lines.append({"event": event, **kw})
+
+
+def _http_date(seconds_ahead: int) -> str:
+    return email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds_ahead), usegmt=True)
+
+
+@pytest.mark.parametrize("venue", ["kalshi", "polymarket"])
+async def test_a_429_retry_after_http_date_is_read_by_both_clients(venue: str) -> None:
+    when = _http_date(30)
+    server = VenueServer(lambda req: (429, b'{"error": "slow down"}', {"Retry-After": when})).start()
+    try:
+        no_retry = RetryPolicy(attempts=1)
+        with pytest.raises(RetriesExhausted) as e:
+            if venue == "kalshi":
+                await KalshiClient(server.url + "/trade-api/v2", policy=no_retry).orderbook(TICKER)
+            else:
+                await PolymarketClient(server.url, policy=no_retry).books(["1"])
+    finally:
+        server.stop()
+    last = e.value.last
+    assert isinstance(last, VenueHTTPError) and last.status == 429
+    assert last.retry_after_s is not None and 25.0 <= last.retry_after_s <= 30.0  # the date, as seconds
+
+
+async def test_markets_bodies_that_are_not_json_are_payload_errors_and_still_recorded() -> None:
+    server = VenueServer(lambda req: (200, b"<html>bad gateway</html>")).start()
+    try:
+        record: list = []
+        with pytest.raises(PayloadError, match=r"field body = .*is not JSON"):
+            await KalshiClient(server.url + "/trade-api/v2", policy=FAST).markets(record=record)
+        assert [r.body for r in record] == [b"<html>bad gateway</html>"]
+        record = []
+        with pytest.raises(PayloadError, match="is not JSON"):
+            await PolymarketClient(server.url, policy=FAST).markets(record=record)
+        assert [r.body for r in record] == [b"<html>bad gateway</html>"]
+    finally:
+        server.stop()
+
+
+async def test_stopping_at_max_pages_logs_a_warning(poly: VenueServer) -> None:
+    log = Log()
+    markets = await PolymarketClient(poly.url, policy=FAST, log=log).markets(max_pages=1)
+    assert len(markets) == 4  # the first page only
+    (line,) = [x for x in log.lines if x["event"] == "markets list cut short"]
+    assert line["max_pages"] == 1 and line["next_cursor"] == "NA==" and line["venue"] == "polymarket"
+
+    pages = {"": {"markets": [{"ticker": "A"}], "cursor": "c2"}, "c2": {"markets": [{"ticker": "B"}], "cursor": ""}}
+
+    def kroute(req):  # type: ignore[no-untyped-def]
+        return 200, json.dumps(pages[(req.query.get("cursor") or [""])[0]]).encode()
+
+    server = VenueServer(kroute).start()
+    try:
+        klog = Log()
+        got = await KalshiClient(server.url + "/trade-api/v2", policy=FAST, log=klog).markets(max_pages=1)
+        assert [m["ticker"] for m in got] == ["A"]
+        assert [x["next_cursor"] for x in klog.lines if x["event"] == "markets list cut short"] == ["c2"]
+        klog.lines.clear()
+        both = await KalshiClient(server.url + "/trade-api/v2", policy=FAST, log=klog).markets(max_pages=5)
+        assert [m["ticker"] for m in both] == ["A", "B"] and klog.lines == []  # all read: no warning
+    finally:
+        server.stop()
+
+
+async def test_polymarket_market_object_and_clob_parameters(poly: VenueServer) -> None:
+    client = PolymarketClient(poly.url, policy=FAST)
+    fed = fixture("polymarket_market_fed.json")
+    market = await client.market(fed["condition_id"])
+    clob = await client.clob_market(fed["condition_id"])
+    assert market["question"] == fed["question"] and clob["fd"] == {"r": 0.04, "e": 1, "to": True}
+    with pytest.raises(VenueHTTPError) as e:
+        await client.market("0xnope")
+    assert e.value.status == 404

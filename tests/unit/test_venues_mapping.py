@@ -8,6 +8,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from libs.venues.books import ParsedBook, to_batch
@@ -184,5 +185,53 @@ def test_cli_propose_from_files_and_check(tmp_path: Path, capsys: pytest.Capture
     assert run_cli(["markets", "check", str(cand)]) == 0
     assert "4 pair(s), 0 confirmed" in capsys.readouterr().out
     cand.write_text(out.replace('orientation = "same"', 'orientation = "sideways"', 1))
-    assert run_cli(["markets", "check", str(cand)]) == 1
+    assert run_cli(["markets", "check", str(cand)]) == 2  # bad input
     assert "orientation = 'sideways'" in capsys.readouterr().err
+
+
+def test_proposals_without_dates_or_with_a_one_sided_negation_load_back(tmp_path: Path) -> None:
+    kalshi = kalshi_candidates(
+        [
+            {"ticker": "TIKTOK-NODATE", "title": "Will the US ban TikTok in 2026?"},
+            {
+                "ticker": "POWELL-STAYS",
+                "title": "Will Jerome Powell not leave the Fed in 2026?",
+                "close_time": "2026-12-31T00:00:00Z",
+            },
+        ]
+    )
+    poly = polymarket_candidates(
+        [
+            {
+                "condition_id": "0xa",
+                "question": "Will the US ban TikTok in 2026?",
+                "tokens": [{"outcome": "Yes", "token_id": "11"}, {"outcome": "No", "token_id": "12"}],
+            },
+            {
+                "condition_id": "0xb",
+                "question": "Will Jerome Powell leave the Fed in 2026?",
+                "end_date_iso": "2026-12-31T00:00:00Z",
+                "tokens": [{"outcome": "Yes", "token_id": "21"}, {"outcome": "No", "token_id": "22"}],
+            },
+        ]
+    )
+    pairs = propose(kalshi, poly, min_score=50)
+    by_ticker = {p.kalshi.ticker: p for p in pairs}
+    assert set(by_ticker) == {"TIKTOK-NODATE", "POWELL-STAYS"}
+    undated, negated_pair = by_ticker["TIKTOK-NODATE"], by_ticker["POWELL-STAYS"]
+    assert undated.resolution_date is None and "NO RESOLUTION DATE" in undated.note
+    assert undated.orientation == "same"
+    # "not leave" on Kalshi vs "leave" on Polymarket: Kalshi YES is Polymarket NO
+    assert negated_pair.orientation == "inverted" and "'not'" in negated_pair.note
+    assert negated_pair.score is not None and negated_pair.score <= 85.0  # never a high-confidence match
+    assert negated_pair.resolution_date == dt.date(2026, 12, 31)
+    # the proposer's own output is a valid mapping file
+    path = write(tmp_path, dump_pairs(pairs, "proposed"))
+    mm = load_markets(path)
+    unscored = [msgspec.structs.replace(p, score=None) for p in pairs]
+    assert [msgspec.structs.replace(p, score=None) for p in mm.pairs] == unscored and mm.confirmed == []
+    assert [p.score for p in mm.pairs] == [round(p.score or 0, 1) for p in pairs]
+    # a person confirms the undated pair without adding a date: refused, naming the field
+    path.write_text(path.read_text().replace("confirmed = false", "confirmed = true"))
+    with pytest.raises(MappingError, match="resolution_date is missing"):
+        load_markets(path)

@@ -1,6 +1,11 @@
 """The bar-provider interface, its error, and the HTTP plumbing every provider shares.
 
-A provider turns (symbol, first day, last day) into 1-minute bars in UTC. `HttpProvider` does
+A provider turns (symbol, start, end) into 1-minute bars in UTC. `start`/`end` are either dates
+(whole UTC days, end included) or UTC datetimes (exact bounds, end excluded): the nightly update
+passes its sessions' UTC bounds. Each provider asks its API for a range in the API's own date
+convention that covers those bounds, then keeps only bars opening inside them (`within`), so a
+crypto day whose UTC hours fall on two New York dates is fetched whole. A provider lists the
+asset classes it covers (`assets`); the chain does not ask it for others. `HttpProvider` does
 the requests: one `httpx.AsyncClient` per provider, an optional rate limiter, retries with
 backoff (`libs.retry.with_retries`) for 429 (honouring Retry-After), 5xx and connection errors,
 and an immediate `ProviderError` for 401/403/404 and for a body that is not the documented shape.
@@ -10,7 +15,6 @@ API keys never appear in errors or logs.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -18,18 +22,24 @@ import httpx
 import numpy as np
 import polars as pl
 
-from libs.retry import RateLimiter, RetriesExhausted, RetryPolicy, with_retries
+from libs.bars.assets import ASSET_CLASSES
+from libs.bars.schema import TS_TYPE, VALUE_COLUMNS, empty_frame
+from libs.bars.timeutil import utc_midnight
+from libs.retry import RateLimiter, RetriesExhausted, RetryPolicy, parse_retry_after, with_retries
 
-COLUMNS = ("ts", "open", "high", "low", "close", "volume")
-SCHEMA = {"ts": pl.Datetime("ns", "UTC"), **{c: pl.Float64 for c in COLUMNS[1:]}}
+__all__ = ["BarProvider", "HttpProvider", "ProviderError", "empty_frame", "frame_from", "utc_bounds", "within"]
+
 TIMEOUT_S = 30.0
+Bound = dt.date | dt.datetime
+"""A fetch bound: a date (whole UTC day) or a UTC datetime (exact)."""
 
 
 class ProviderError(RuntimeError):
     """A provider could not deliver bars; names the provider, the symbol and (for HTTP) the status.
 
     `retryable` marks failures worth another attempt (429, 5xx, connection); `retry_after_s`
-    carries a 429's Retry-After for `with_retries`.
+    carries a 429's Retry-After for `with_retries`; `unsupported` marks a provider refusing an
+    asset class it does not cover (the chain skips it rather than counting a failure).
     """
 
     def __init__(
@@ -41,6 +51,7 @@ class ProviderError(RuntimeError):
         status: int | None = None,
         retry_after_s: float | None = None,
         retryable: bool = False,
+        unsupported: bool = False,
     ) -> None:
         where = f"{provider} {symbol}" if symbol else provider
         super().__init__(f"{where}: {message}")
@@ -49,17 +60,18 @@ class ProviderError(RuntimeError):
         self.status = status
         self.retry_after_s = retry_after_s
         self.retryable = retryable
+        self.unsupported = unsupported
 
 
 class BarProvider(Protocol):
-    """Anything that fetches 1-minute bars for a symbol over whole UTC days [start, end]."""
+    """Anything that fetches 1-minute bars for a symbol between two bounds (see the module docstring)."""
 
     name: str
+    assets: frozenset[str]
+    """The asset classes it has bars for."""
 
-    async def fetch_minutes(
-        self, symbol: str, start: dt.date, end: dt.date, *, asset: str | None = None
-    ) -> pl.DataFrame:
-        """Bars with columns ts (bar open, UTC ns), open, high, low, close, volume, ascending."""
+    async def fetch_minutes(self, symbol: str, start: Bound, end: Bound, *, asset: str | None = None) -> pl.DataFrame:
+        """Bars with columns ts (bar open, UTC ns), open, high, low, close, volume, ascending, inside the bounds."""
         ...
 
     async def aclose(self) -> None:
@@ -67,42 +79,37 @@ class BarProvider(Protocol):
         ...
 
 
-def empty_frame() -> pl.DataFrame:
-    """A bar frame with no rows (the provider had nothing for the range)."""
-    return pl.DataFrame(schema=SCHEMA)
-
-
 def frame_from(ts_ns: Sequence[int] | np.ndarray, rows: Mapping[str, Sequence[float]]) -> pl.DataFrame:
     """A checked bar frame: sorted by ts, duplicate timestamps collapsed to the last one seen."""
     frame = pl.DataFrame(
         {
-            "ts": pl.Series("ts", np.asarray(ts_ns, dtype=np.int64)).cast(pl.Datetime("ns", "UTC")),
-            **{c: pl.Series(c, np.asarray(rows[c], dtype=np.float64)) for c in COLUMNS[1:]},
+            "ts": pl.Series("ts", np.asarray(ts_ns, dtype=np.int64)).cast(TS_TYPE),
+            **{c: pl.Series(c, np.asarray(rows[c], dtype=np.float64)) for c in VALUE_COLUMNS},
         }
     )
     return frame.unique("ts", keep="last", maintain_order=True).sort("ts")
 
 
-def within_days(frame: pl.DataFrame, start: dt.date, end: dt.date) -> pl.DataFrame:
-    """Rows whose bar opens on a UTC day in [start, end]."""
-    lo = dt.datetime.combine(start, dt.time(), dt.UTC)
-    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
+def utc_bounds(start: Bound, end: Bound) -> tuple[dt.datetime, dt.datetime]:
+    """[lo, hi) in UTC: dates are whole UTC days (end included), datetimes exact (naive = UTC); checked."""
+    lo = _bound(start, "start", end=False)
+    hi = _bound(end, "end", end=True)
+    if lo >= hi:
+        raise ValueError(f"start {start} is not before end {end}")
+    return lo, hi
+
+
+def _bound(value: Bound, name: str, *, end: bool) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC) if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, dt.date):
+        return utc_midnight(value + dt.timedelta(days=1) if end else value)
+    raise ValueError(f"{name} must be a date or a datetime, got {value!r}")
+
+
+def within(frame: pl.DataFrame, lo: dt.datetime, hi: dt.datetime) -> pl.DataFrame:
+    """Rows whose bar opens in [lo, hi)."""
     return frame.filter((pl.col("ts") >= lo) & (pl.col("ts") < hi))
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -113,6 +120,16 @@ class HttpProvider:
     """Shared GET-with-retries for the HTTP providers; subclasses implement `fetch_minutes`."""
 
     name = "?"
+    assets: frozenset[str] = frozenset(ASSET_CLASSES)
+
+    def supports(self, asset: str | None) -> bool:
+        """True when this provider has bars for `asset` (None: unknown, asked anyway)."""
+        return asset is None or asset in self.assets
+
+    def unsupported(self, symbol: str, asset: str | None) -> ProviderError:
+        """The error for an asset class this provider does not cover."""
+        covers = ", ".join(sorted(self.assets))
+        return ProviderError(self.name, symbol, f"has no {asset} bars (covers {covers})", unsupported=True)
 
     def __init__(
         self,
@@ -185,7 +202,7 @@ class HttpProvider:
         if status >= 400:
             reason = self.redact(resp.text[:300].strip()) or resp.reason_phrase
             if status == 429:
-                wait = retry_after(resp.headers.get("Retry-After"))
+                wait = parse_retry_after(resp.headers.get("Retry-After"))
                 raise ProviderError(
                     self.name, symbol, f"{what}: HTTP 429 rate limited: {reason}", status=429,
                     retry_after_s=wait, retryable=True,

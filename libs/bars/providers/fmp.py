@@ -2,7 +2,10 @@
 
 The response is a JSON list of `{date: "YYYY-MM-DD HH:MM:SS", open, high, low, close, volume}`,
 newest first, `date` being the bar open in New York time (converted to UTC here, daylight
-saving included). FMP returns a few days of 1-minute bars per call, so longer ranges are
+saving included). `from`/`to` are New York dates too, so the request runs from the New York
+date of the start bound to the New York date of the end bound (a UTC crypto day D spans New
+York D-1 19:00/20:00 to D 19:00/20:00: both dates are asked for) and the bars outside the UTC
+bounds are dropped. FMP returns a few days of 1-minute bars per call, so longer ranges are
 fetched in `chunk_days` pieces. An error comes back as `{"Error Message": ...}`.
 """
 
@@ -10,12 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from libs.bars.providers.base import HttpProvider, empty_frame, frame_from, numbers, within_days
+from libs.bars.providers.base import Bound, HttpProvider, empty_frame, frame_from, numbers, utc_bounds, within
+from libs.bars.timeutil import NY
 
-NEW_YORK = "America/New_York"
 CHUNK_DAYS = 5
 _KEYS = {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
@@ -34,20 +38,21 @@ class FmpProvider(HttpProvider):
     name = "fmp"
     chunk_days = CHUNK_DAYS
 
-    async def fetch_minutes(
-        self, symbol: str, start: dt.date, end: dt.date, *, asset: str | None = None
-    ) -> pl.DataFrame:
+    async def fetch_minutes(self, symbol: str, start: Bound, end: Bound, *, asset: str | None = None) -> pl.DataFrame:
+        if not self.supports(asset):
+            raise self.unsupported(symbol, asset)
+        lo, hi = utc_bounds(start, end)
+        day, end_day = _ny_date(lo), _ny_date(hi - dt.timedelta(microseconds=1))
         ticker = fmp_symbol(symbol, asset)
         frames = []
-        day = start
-        while day <= end:
-            last = min(end, day + dt.timedelta(days=self.chunk_days - 1))
+        while day <= end_day:
+            last = min(end_day, day + dt.timedelta(days=self.chunk_days - 1))
             frames.append(await self._chunk(symbol, ticker, day, last))
             day = last + dt.timedelta(days=1)
         frames = [f for f in frames if f.height]
         if not frames:
             return empty_frame()
-        return within_days(pl.concat(frames).unique("ts", keep="last").sort("ts"), start, end)
+        return within(pl.concat(frames).unique("ts", keep="last").sort("ts"), lo, hi)
 
     async def _chunk(self, symbol: str, ticker: str, start: dt.date, end: dt.date) -> pl.DataFrame:
         what = f"GET /stable/historical-chart/1min {ticker} {start}..{end}"
@@ -68,10 +73,13 @@ class FmpProvider(HttpProvider):
                 raise self.malformed(symbol, what, f"bar {i} field 'date' is {value!r}, not 'YYYY-MM-DD HH:MM:SS'")
             dates.append(value)
         local = pl.Series("ts", dates).str.strptime(pl.Datetime("ns"), "%Y-%m-%d %H:%M:%S")
-        utc = local.dt.replace_time_zone(NEW_YORK, ambiguous="earliest", non_existent="null").dt.convert_time_zone(
-            "UTC"
-        )
+        utc = local.dt.replace_time_zone(NY, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
         if utc.null_count():
             bad = dates[utc.is_null().arg_max() or 0]
             raise self.malformed(symbol, what, f"date {bad!r} does not exist in New York time")
         return frame_from(utc.dt.epoch("ns").to_numpy(), cols)
+
+
+def _ny_date(when: dt.datetime) -> dt.date:
+    """The New York calendar date of an aware datetime."""
+    return when.astimezone(ZoneInfo(NY)).date()

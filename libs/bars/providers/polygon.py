@@ -1,5 +1,8 @@
 """Polygon.io 1-minute aggregates: `GET /v2/aggs/ticker/{ticker}/range/1/minute/{from}/{to}`.
 
+`from` and `to` are sent as Unix millisecond timestamps (the API takes a date or a millisecond
+timestamp): the exact UTC bounds asked for, `to` inclusive as the API reads it (the last
+millisecond before the end), so no date convention of Polygon's can cut a UTC day short.
 The response is `{ticker, status, resultsCount, results: [{t (ms, bar open), o, h, l, c, v, vw, n}],
 next_url}`; a range longer than `limit` bars continues at `next_url` (which does not carry the
 API key, so it is added again). Crypto tickers are `X:BTCUSD`, forex `C:EURUSD`.
@@ -13,7 +16,7 @@ import re
 import httpx
 import polars as pl
 
-from libs.bars.providers.base import HttpProvider, empty_frame, frame_from, numbers, within_days
+from libs.bars.providers.base import Bound, HttpProvider, empty_frame, frame_from, numbers, utc_bounds, within
 
 MAX_PAGES = 1_000
 _KEYS = {"open": "o", "high": "h", "low": "l", "close": "c", "volume": "v"}
@@ -37,12 +40,14 @@ class PolygonProvider(HttpProvider):
 
     name = "polygon"
 
-    async def fetch_minutes(
-        self, symbol: str, start: dt.date, end: dt.date, *, asset: str | None = None
-    ) -> pl.DataFrame:
+    async def fetch_minutes(self, symbol: str, start: Bound, end: Bound, *, asset: str | None = None) -> pl.DataFrame:
+        if not self.supports(asset):
+            raise self.unsupported(symbol, asset)
+        lo, hi = utc_bounds(start, end)
         ticker = polygon_ticker(symbol, asset)
-        what = f"GET /v2/aggs/ticker/{ticker}/range/1/minute/{start}/{end}"
-        url: str | None = f"{self.host}/v2/aggs/ticker/{ticker}/range/1/minute/{start.isoformat()}/{end.isoformat()}"
+        first_ms, last_ms = _ms(lo), _ms(hi) - 1
+        what = f"GET /v2/aggs/ticker/{ticker}/range/1/minute/{lo:%Y-%m-%dT%H:%MZ}..{hi:%Y-%m-%dT%H:%MZ}"
+        url: str | None = f"{self.host}/v2/aggs/ticker/{ticker}/range/1/minute/{first_ms}/{last_ms}"
         params: dict[str, str] | None = {"adjusted": "true", "sort": "asc", "limit": "50000", "apiKey": self.api_key}
         ts: list[int] = []
         cols: dict[str, list[float]] = {k: [] for k in _KEYS}
@@ -75,4 +80,9 @@ class PolygonProvider(HttpProvider):
             params = None
         if not ts:
             return empty_frame()
-        return within_days(frame_from(ts, cols), start, end)
+        return within(frame_from(ts, cols), lo, hi)
+
+
+def _ms(when: dt.datetime) -> int:
+    """Unix milliseconds of an aware datetime."""
+    return round(when.timestamp() * 1000)

@@ -2,7 +2,12 @@
 
 The response is a JSON list of `{date: "2024-01-02T14:30:00.000Z", open, high, low, close,
 volume}`, ascending, `date` taken as the bar open in UTC. IEX covers US equities only: crypto
-and forex symbols are refused (so a fallback chain moves on). Errors come as `{"detail": ...}`.
+and forex symbols are refused without a request (`unsupported`, so the chain skips Tiingo for
+them). Errors come as `{"detail": ...}`.
+
+`startDate`/`endDate` are dates whose zone the API does not state, so the request covers one
+day more on each side of the UTC bounds (UTC date of the start - 1 .. UTC date of the end + 1)
+and the bars outside the bounds are dropped.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import datetime as dt
 
 import polars as pl
 
-from libs.bars.providers.base import HttpProvider, ProviderError, empty_frame, frame_from, numbers, within_days
+from libs.bars.providers.base import Bound, HttpProvider, empty_frame, frame_from, numbers, utc_bounds, within
 
 _KEYS = {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"}
 
@@ -20,17 +25,19 @@ class TiingoProvider(HttpProvider):
     """Tiingo's IEX historical intraday prices at 1-minute resampling."""
 
     name = "tiingo"
+    assets = frozenset({"us_equity"})
 
-    async def fetch_minutes(
-        self, symbol: str, start: dt.date, end: dt.date, *, asset: str | None = None
-    ) -> pl.DataFrame:
-        if asset not in (None, "us_equity"):
-            raise ProviderError(self.name, symbol, f"IEX intraday has US equities only, not {asset}")
+    async def fetch_minutes(self, symbol: str, start: Bound, end: Bound, *, asset: str | None = None) -> pl.DataFrame:
+        if not self.supports(asset):
+            raise self.unsupported(symbol, asset)
+        lo, hi = utc_bounds(start, end)
+        first = lo.date() - dt.timedelta(days=1)
+        last = (hi - dt.timedelta(microseconds=1)).date() + dt.timedelta(days=1)
         ticker = symbol.lower()
-        what = f"GET /iex/{ticker}/prices {start}..{end}"
+        what = f"GET /iex/{ticker}/prices {first}..{last}"
         params = {
-            "startDate": start.isoformat(),
-            "endDate": end.isoformat(),
+            "startDate": first.isoformat(),
+            "endDate": last.isoformat(),
             "resampleFreq": "1min",
             "columns": "open,high,low,close,volume",
             "token": self.api_key,
@@ -56,4 +63,4 @@ class TiingoProvider(HttpProvider):
             raise self.malformed(
                 symbol, what, f"a 'date' is not an ISO time with offset (first: {dates[0]!r})"
             ) from None
-        return within_days(frame_from(ts.dt.epoch("ns").to_numpy(), cols), start, end)
+        return within(frame_from(ts.dt.epoch("ns").to_numpy(), cols), lo, hi)
