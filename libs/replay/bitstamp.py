@@ -24,9 +24,9 @@ import numpy as np
 from numba import njit
 
 from libs.data.bitstamp import BitstampCapture, load_bitstamp
-from libs.ids import new_id, now_ns
 from libs.lob import core
 from libs.lob.replay import replay_bitstamp
+from libs.replay.columns import book_batch, trade_batch
 from libs.replay.pacing import DEFAULT_BATCH_ROWS, Chunk, chunk_bounds, rows_in
 from proto.events import BookBatch, TradeBatch
 
@@ -162,38 +162,10 @@ def bitstamp_chunks(
     trade_key = np.maximum(np.searchsorted(cols.ts, cols.trade_ts, side="right") - 1, 0)
     last = len(bounds) - 2
     for k, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)):
-        out: list[BookBatch | TradeBatch] = [
-            BookBatch(
-                id=new_id(),
-                ts=now_ns(),
-                venue=venue,
-                source=source,
-                levels=cols.levels,
-                instruments=[cols.instrument],
-                inst_idx=[0] * (b - a),
-                book_ts=cols.ts[a:b].tolist(),
-                bid_px=cols.bid_px[a:b].ravel().tolist(),
-                bid_sz=cols.bid_sz[a:b].ravel().tolist(),
-                ask_px=cols.ask_px[a:b].ravel().tolist(),
-                ask_sz=cols.ask_sz[a:b].ravel().tolist(),
-            )
-        ]
+        out: list[BookBatch | TradeBatch] = [book_batch(cols, a, b, venue=venue, source=source)]
         t = rows_in(trade_key, a, b if k < last else np.iinfo(np.int64).max)
         due = int(cols.ts[b - 1])
         if t.stop > t.start:
-            out.append(
-                TradeBatch(
-                    id=new_id(),
-                    ts=now_ns(),
-                    venue=venue,
-                    source=source,
-                    instruments=[cols.instrument],
-                    inst_idx=[0] * (t.stop - t.start),
-                    trade_ts=cols.trade_ts[t].tolist(),
-                    px=cols.trade_px[t].tolist(),
-                    size=cols.trade_sz[t].tolist(),
-                    aggressor=cols.trade_aggressor[t].tolist(),
-                )
-            )
+            out.append(trade_batch(cols, t, venue=venue, source=source))
             due = max(due, int(cols.trade_ts[t.stop - 1]))
         yield Chunk(due, out)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from libs.data.lobster import EMPTY_ASK, EMPTY_BID, EXECUTE, EXECUTE_HIDDEN, LobsterDay, _read, load_lobster
-from libs.ids import new_id, now_ns
+from libs.replay.columns import book_batch, trade_batch
 from libs.replay.pacing import DEFAULT_BATCH_ROWS, Chunk, chunk_bounds, rows_in
 from libs.sim.sessions import to_utc_ns
 from proto.events import BookBatch, TradeBatch
@@ -125,37 +125,3 @@ def lobster_chunks(
         if t.stop > t.start:
             out.append(trade_batch(cols, t, venue=venue, source=source))
         yield Chunk(int(cols.ts[b - 1]), out)  # type: ignore[arg-type]
-
-
-def book_batch(cols: LobsterColumns, a: int, b: int, *, venue: str = VENUE, source: str = SOURCE) -> BookBatch:
-    """Book rows a..b-1 as one message."""
-    return BookBatch(
-        id=new_id(),
-        ts=now_ns(),
-        venue=venue,
-        source=source,
-        levels=cols.levels,
-        instruments=[cols.instrument],
-        inst_idx=[0] * (b - a),
-        book_ts=cols.ts[a:b].tolist(),
-        bid_px=cols.bid_px[a:b].ravel().tolist(),
-        bid_sz=cols.bid_sz[a:b].ravel().tolist(),
-        ask_px=cols.ask_px[a:b].ravel().tolist(),
-        ask_sz=cols.ask_sz[a:b].ravel().tolist(),
-    )
-
-
-def trade_batch(cols: LobsterColumns, t: slice, *, venue: str = VENUE, source: str = SOURCE) -> TradeBatch:
-    """Trades t as one message."""
-    return TradeBatch(
-        id=new_id(),
-        ts=now_ns(),
-        venue=venue,
-        source=source,
-        instruments=[cols.instrument],
-        inst_idx=[0] * (t.stop - t.start),
-        trade_ts=cols.trade_ts[t].tolist(),
-        px=cols.trade_px[t].tolist(),
-        size=cols.trade_sz[t].tolist(),
-        aggressor=cols.trade_aggressor[t].tolist(),
-    )

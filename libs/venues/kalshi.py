@@ -30,7 +30,7 @@ import msgspec
 
 from libs.ids import new_id, now_ns
 from libs.retry import RateLimiter, RetryPolicy, parse_retry_after, with_retries
-from libs.venues import KALSHI
+from libs.venues import KALSHI, warn_cut_short
 from libs.venues.books import (
     Parsed,
     ParsedBook,
@@ -410,15 +410,8 @@ class KalshiClient:
             if not cursor:
                 break
         else:
-            if cursor and self.log is not None:
-                self.log.warning(
-                    "markets list cut short",
-                    venue=KALSHI,
-                    max_pages=max_pages,
-                    markets=len(out),
-                    next_cursor=cursor,
-                    note="more pages remain: raise max_pages (--max-pages) to get them all",
-                )
+            if cursor:
+                warn_cut_short(self.log, KALSHI, max_pages, len(out), cursor)
         return out
 
     async def balance(self, record: list[Response] | None = None) -> Balance:

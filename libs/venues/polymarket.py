@@ -40,7 +40,7 @@ from py_clob_client.http_helpers import helpers as clob_http
 
 from libs.ids import new_id, now_ns
 from libs.retry import RateLimiter, RetryPolicy, parse_retry_after, with_retries
-from libs.venues import POLYMARKET
+from libs.venues import POLYMARKET, warn_cut_short
 from libs.venues.books import (
     Parsed,
     ParsedBook,
@@ -500,13 +500,5 @@ class PolymarketClient:
             if cursor in (END_CURSOR, ""):
                 break
         else:
-            if self.log is not None:
-                self.log.warning(
-                    "markets list cut short",
-                    venue=POLYMARKET,
-                    max_pages=max_pages,
-                    markets=len(out),
-                    next_cursor=cursor,
-                    note="more pages remain: raise max_pages (--max-pages) to get them all",
-                )
+            warn_cut_short(self.log, POLYMARKET, max_pages, len(out), cursor)
         return out

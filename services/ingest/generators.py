@@ -36,6 +36,7 @@ from libs.synth.paths import GBM, MODELS, Heston, Merton
 from libs.venues.books import iso_ns
 from proto import subjects
 from proto.events import BarBatch, BookBatch, MarketInfo, RawBatch, TradeBatch
+from services.ingest.stats import GeneratorStats
 
 AnyBatch = BookBatch | TradeBatch | BarBatch
 Publish = Callable[[Sequence[AnyBatch]], Awaitable[object]]
@@ -113,21 +114,6 @@ class GeneratorSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             venue=self.venue,
             bars=self.bars,
         )
-
-
-class GeneratorStats(msgspec.Struct, kw_only=True):
-    """What one generator run published."""
-
-    source: str
-    messages: int = 0
-    steps: int = 0
-    book_rows: int = 0
-    trade_rows: int = 0
-    bar_rows: int = 0
-    first_ts: int = 0
-    last_ts: int = 0
-    market_s: float = 0.0
-    seconds: float = 0.0
 
 
 def parse_start(text: str, name: str = "start") -> int:
@@ -245,16 +231,12 @@ async def run_generator(
             out = chunk.batches
             await publish(out)
             stats.steps += n
-            stats.messages += len(out)
-            stats.book_rows += chunk.books.rows
-            stats.trade_rows += chunk.trades.rows
-            stats.bar_rows += chunk.bars.rows if chunk.bars is not None else 0
+            stats.count(out)
             stats.last_ts = chunk.last_ts
         final = feed.finish()
         if final is not None:
             await publish([final])
-            stats.messages += 1
-            stats.bar_rows += final.rows
+            stats.count([final])
     finally:
         stats.market_s = stats.steps * step_ns / 1e9
         stats.seconds = time.perf_counter() - t0

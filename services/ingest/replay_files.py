@@ -15,31 +15,16 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 
-import msgspec
-
 from libs.clock import VirtualClock, check_speed
 from libs.replay.bars import TIMEFRAME_NS, bar_chunks, load_bar_columns
 from libs.replay.bitstamp import DEFAULT_LEVELS, bitstamp_chunks, load_bitstamp_columns
 from libs.replay.lobster import load_lobster_columns, lobster_chunks
 from libs.replay.pacing import DEFAULT_BATCH_ROWS, DEFAULT_FLUSH_S, Chunk, window_ns
 from proto.events import BarBatch, BookBatch, TradeBatch
+from services.ingest.stats import ReplayStats
 
 Batch = BookBatch | TradeBatch | BarBatch
 Publish = Callable[[Sequence[Batch]], Awaitable[None]]
-
-
-class ReplayStats(msgspec.Struct, kw_only=True):
-    """What one file replay published (field names match `services.ingest.service.SourceStats`, plus bars)."""
-
-    source: str
-    messages: int = 0
-    book_rows: int = 0
-    trade_rows: int = 0
-    bar_rows: int = 0
-    first_ts: int = 0
-    last_ts: int = 0
-    seconds: float = 0.0
-    load_seconds: float = 0.0
 
 
 async def _run(
@@ -53,14 +38,8 @@ async def _run(
             clock.start(min(_first_ts(b) for b in chunk.batches))
         await clock.wait_until(chunk.due_ns)
         await publish(chunk.batches)
-        stats.messages += len(chunk.batches)
+        stats.count(chunk.batches)
         for b in chunk.batches:
-            if isinstance(b, BookBatch):
-                stats.book_rows += b.rows
-            elif isinstance(b, TradeBatch):
-                stats.trade_rows += b.rows
-            else:
-                stats.bar_rows += b.rows
             first = _first_ts(b)
             stats.first_ts = first if stats.first_ts == 0 else min(stats.first_ts, first)
         stats.last_ts = max(stats.last_ts, chunk.due_ns)

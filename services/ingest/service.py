@@ -23,18 +23,9 @@ from proto.events import BarBatch, BookBatch, RawBatch, TradeBatch
 from services.ingest.generators import is_generator_spec, parse_spec, run_generator
 from services.ingest.live import run_live
 from services.ingest.replay_fed import load_fed
+from services.ingest.stats import SourceStats
 from services.ingest.synthetic import SyntheticMarket
 from services.runtime import Service
-
-
-class SourceStats(msgspec.Struct, kw_only=True):
-    """What one source run published."""
-
-    source: str
-    messages: int = 0
-    book_rows: int = 0
-    trade_rows: int = 0
-    seconds: float = 0.0
 
 
 def synced(sync_id: str, *batches: BookBatch) -> list[BookBatch]:

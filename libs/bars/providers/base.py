@@ -221,6 +221,16 @@ class HttpProvider:
         """The error for a body that is JSON but not in the provider's documented shape."""
         return ProviderError(self.name, symbol, f"{what}: unexpected response shape: {detail}")
 
+    def bar_list(self, body: Any, symbol: str, what: str, error_keys: tuple[str, ...]) -> list[Any]:
+        """A body that must be a JSON list of bars; an object is the provider's error (its reason
+        under one of `error_keys`) or an unexpected shape, and either is raised."""
+        if isinstance(body, dict):
+            reason = next((body[k] for k in error_keys if body.get(k)), None)
+            raise self.malformed(symbol, what, f"error object: {reason!r}" if reason else f"object {list(body)[:5]}")
+        if not isinstance(body, list):
+            raise self.malformed(symbol, what, f"body is {type(body).__name__}, not a list")
+        return body
+
 
 def numbers(items: list[Any], keys: Mapping[str, str], provider: HttpProvider, symbol: str, what: str) -> dict:
     """Columns `keys` (ours → theirs) pulled from a list of bar objects, every value checked to be a number."""

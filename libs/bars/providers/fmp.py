@@ -58,11 +58,7 @@ class FmpProvider(HttpProvider):
         what = f"GET /stable/historical-chart/1min {ticker} {start}..{end}"
         params = {"symbol": ticker, "from": start.isoformat(), "to": end.isoformat(), "apikey": self.api_key}
         body = await self.get_json(f"{self.host}/stable/historical-chart/1min", params, symbol, what)
-        if isinstance(body, dict):
-            reason = body.get("Error Message") or body.get("error") or body.get("message")
-            raise self.malformed(symbol, what, f"error object: {reason!r}" if reason else f"object {list(body)[:5]}")
-        if not isinstance(body, list):
-            raise self.malformed(symbol, what, f"body is {type(body).__name__}, not a list")
+        body = self.bar_list(body, symbol, what, ("Error Message", "error", "message"))
         if not body:
             return empty_frame()
         cols = numbers(body, _KEYS, self, symbol, what)

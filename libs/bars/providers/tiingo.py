@@ -43,11 +43,7 @@ class TiingoProvider(HttpProvider):
             "token": self.api_key,
         }
         body = await self.get_json(f"{self.host}/iex/{ticker}/prices", params, symbol, what)
-        if isinstance(body, dict):
-            reason = body.get("detail") or body.get("error")
-            raise self.malformed(symbol, what, f"error object: {reason!r}" if reason else f"object {list(body)[:5]}")
-        if not isinstance(body, list):
-            raise self.malformed(symbol, what, f"body is {type(body).__name__}, not a list")
+        body = self.bar_list(body, symbol, what, ("detail", "error"))
         if not body:
             return empty_frame()
         cols = numbers(body, _KEYS, self, symbol, what)
