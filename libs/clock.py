@@ -21,10 +21,10 @@ def check_speed(speed: float | None) -> float | None:
     if speed is None:
         return None
     if isinstance(speed, bool) or not isinstance(speed, int | float):
-        raise ValueError(f"speed={speed!r} is not a number (use None for as fast as possible)")
+        raise ValueError(f"speed={speed!r} is not a number (0 or None: as fast as possible)")
     if not math.isfinite(speed) or speed <= 0:
         raise ValueError(
-            f"speed={speed!r} must be a positive finite multiple of real time (use None for as fast as possible)"
+            f"speed={speed!r} must be a positive finite multiple of real time (0 or None: as fast as possible)"
         )
     return float(speed)
 

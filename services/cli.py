@@ -306,7 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--services", default=",".join(service_names()), help="comma list (default: all)")
     run = sub.add_parser("run", help="one service, against NATS_URL and CLICKHOUSE_URL")
     run.add_argument("service", choices=service_names())
-    demo = sub.add_parser("demo", help="replay the Fed market, run the synthetic one, print the report")
+    demo = sub.add_parser(
+        "demo",
+        help="the Fed replay and the synthetic market with the report, market data (replays, a generator, "
+        "the bar manager), then simulation jobs",
+    )
     demo.add_argument("--synthetic-seconds", type=float, default=15.0)
     demo.add_argument("--replay-speed", type=float, default=200_000.0, help="N x real time; 0 = as fast as possible")
     demo.add_argument("--keep", action="store_true", help="keep earlier data under MT_HOME")

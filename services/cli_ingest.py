@@ -95,7 +95,9 @@ async def publishing(settings: Settings, name: str, *, with_store: bool = False)
         after = stack.store.table_counts()
         stored = {t: after[t] - before.get(t, 0) for t in MD_TABLES if after.get(t, 0) != before.get(t, 0)}
         where = settings.home / "clickhouse"
-        print(f"stored in chDB ({where}): " + ", ".join(f"{n} {t}" for t, n in stored.items()), flush=True)
+        rows = ", ".join(f"{n} {t}" for t, n in stored.items())
+        rows = rows or "no new rows (nothing was published, or every row was already stored)"
+        print(f"stored in chDB ({where}): {rows}", flush=True)
     finally:
         await stack.close()
 

@@ -124,6 +124,9 @@ class Stack:
         )
         svc = service_class(name)(ctx)
         await svc.start()
+        # the server has processed every subscription the service made: a request sent right after
+        # start() returns (from any connection) reaches it instead of finding no responder
+        await bus.nc.flush()
         self.running[name] = svc
         ctx.log.info("service started")
         return svc

@@ -142,6 +142,7 @@ class DetectService(Service):
 
     async def on_books(self, events: list[BookBatch | MarketInfo]) -> None:
         """Apply market facts, then each batch or completed sync group, in market-time order."""
+        events = [ev for ev in events if self.trades(ev.venue)]
         for ev in events:
             if isinstance(ev, MarketInfo):
                 self.fee_model_of(ev)  # a bad fee fails the group before any state changes
@@ -151,7 +152,7 @@ class DetectService(Service):
         for ev in events:
             if isinstance(ev, MarketInfo):
                 self.on_info(ev)
-            elif self.trades(ev.venue):
+            else:
                 batches.append(ev)
         if self.aliases:
             batches = [self.renamed(b) for b in batches]

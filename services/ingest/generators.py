@@ -210,7 +210,9 @@ async def run_generator(
     if duration_s is not None:
         duration_s = float(duration_s)
         if not math.isfinite(duration_s) or duration_s <= 0:
-            raise ValueError(f"duration_s={duration_s!r} must be a positive number of market seconds (or None)")
+            raise ValueError(
+                f"duration_s={duration_s!r} must be a positive number of market seconds (None: until stopped)"
+            )
     paced = (clock.speed if clock is not None else speed) is not None
     feed = spec.feed(start_ns, paced=paced)
     clock = clock or VirtualClock(speed, start_ns=feed.start_ns)

@@ -69,6 +69,8 @@ class PaperService(Service):
         self.decided[run.run_id] = set()
 
     async def _on_book(self, batch: BookBatch, _msg: object) -> None:
+        if batch.venue not in self.fees:  # not a venue paper trades (a LOBSTER replay, a generated equity)
+            return
         try:
             check_batch(batch)
         except ValueError as e:

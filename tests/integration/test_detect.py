@@ -151,7 +151,7 @@ async def test_a_bad_book_is_dead_lettered_and_another_venues_book_is_left_alone
         ask_px=[5_200, 5_300],
         ask_sz=[1, 1],
     )
-    other_venue = book("nasdaq", T + 2, 5_000, 5_200)  # e.g. a LOBSTER replay: not a prediction market
+    other_venue = book("nasdaq", T + 2, 2_238_100, 2_238_200)  # a LOBSTER replay ($223.81): not a binary market
     stack = await Stack.open(settings)
     try:
         detect = await stack.start("detect")

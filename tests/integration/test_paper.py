@@ -50,6 +50,7 @@ async def test_replayed_intent_fills_on_the_book_of_its_time_and_is_decided_once
             book("kalshi", T, 5_000, 5_200, 100),
             book("polymarket", T + 10 * S, 4_300, 4_500, 7),
             book("kalshi", T + 10 * S, 5_000, 5_200, 7),
+            book("nasdaq", T, 4_300, 4_500, 7),  # a venue paper does not trade (a replay, a generator): not kept
         ]:
             await bus.publish(subjects.book(b.venue, "EVT"), b)
         await asyncio.sleep(0.2)  # books go to paper on core NATS
@@ -64,5 +65,8 @@ async def test_replayed_intent_fills_on_the_book_of_its_time_and_is_decided_once
         assert by_intent["I2"].matched_size == 7
         first = next(d for d in decisions if d.intent_id == "I1")
         assert f"polymarket@{T}" in next(c.detail for c in first.checks if c.name == "book_present")
+        paper = stack.running["paper"]
+        assert paper.history.at("nasdaq", "EVT", T) is None  # type: ignore[attr-defined]
+        assert paper.history.at("kalshi", "EVT", T) is not None  # type: ignore[attr-defined]
     finally:
         await stack.close()
