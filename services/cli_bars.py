@@ -1,14 +1,17 @@
 """`markettwin bars ...`: the OHLCV bar manager from the command line (import, resample, completeness, gaps, show).
 
 Every verb opens the store the settings describe (`libs.store.open_store`), migrates it and
-closes it; results print as JSON, `show` as a table. A symbol's asset class is `--asset-class`,
-else MT_BARS_ASSET_OVERRIDES, else the symbol rule (`libs.bars.assets`).
+closes it; results print as JSON, `show` as a table headed `showing <rows> of <bars in the range> bars`.
+A symbol's asset class is `--asset-class`, else MT_BARS_ASSET_OVERRIDES, else the symbol rule
+(`libs.bars.assets`). `import` warns on stderr when over 10% of a file's 1-minute bars are outside
+the sessions (naive times read as UTC where they were local: is --tz right?).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
 from typing import Any
 
 import msgspec
@@ -16,9 +19,9 @@ import msgspec
 from libs.bars.assets import ASSET_CLASSES, TIMEFRAMES, AssetClass, parse_overrides, resolve_assets
 from libs.bars.calendars import session_of
 from libs.bars.completeness import THRESHOLD_PCT, analyse, validate_stored
-from libs.bars.importer import import_file
+from libs.bars.importer import OUTSIDE_WARN_FRACTION, SESSION_NAMES, ImportResult, import_file
 from libs.bars.resample import RESAMPLE_TARGETS
-from libs.bars.store import bar_range, read_bars, resample_stored, stored_symbols
+from libs.bars.store import bar_range, count_bars, read_bars, resample_stored, stored_symbols
 from libs.bars.timeutil import parse_date
 from libs.config import Settings
 from libs.store import open_store
@@ -81,12 +84,27 @@ def add_bars_parser(subparsers: Any) -> None:
     show.add_argument("--offset", type=int, default=0)
     show.add_argument("--desc", action="store_true", help="newest first")
 
-    sym = verbs.add_parser("symbols", help="symbols with stored bars")
+    sym = verbs.add_parser(
+        "symbols", help="symbols with stored bars of --timeframe (default 1min: daily-only ones need --timeframe daily)"
+    )
     sym.add_argument("--timeframe", default="1min", choices=TIMEFRAMES)
 
 
 def _print_json(value: Any) -> None:
     print(msgspec.json.format(msgspec.json.encode(value)).decode())
+
+
+def _warn_outside(result: ImportResult) -> None:
+    """A warning on stderr when more than OUTSIDE_WARN_FRACTION of the imported minutes are outside the sessions."""
+    outside = result.rows_outside_sessions
+    if not outside or outside <= OUTSIDE_WARN_FRACTION * result.rows_read:
+        return
+    where = SESSION_NAMES.get(result.asset_class, result.asset_class)
+    print(
+        f"warning: {outside} of {result.rows_read} 1-minute bars ({100 * outside / result.rows_read:.0f}%) are "
+        f"outside the {where} sessions: is --tz right? (the file's times are read as UTC unless --tz says otherwise)",
+        file=sys.stderr,
+    )
 
 
 def cmd_bars(settings: Settings, args: argparse.Namespace) -> int:
@@ -102,9 +120,9 @@ def cmd_bars(settings: Settings, args: argparse.Namespace) -> int:
         cmd = args.bars_cmd
         if cmd == "import":
             asset = asset_class(args.symbol, args.asset_class)
-            _print_json(
-                import_file(store, args.file, args.symbol, asset=asset, tz=args.tz, resample=not args.no_resample)
-            )
+            result = import_file(store, args.file, args.symbol, asset=asset, tz=args.tz, resample=not args.no_resample)
+            _print_json(result)
+            _warn_outside(result)
         elif cmd == "resample":
             asset = asset_class(args.symbol, args.asset_class)
             start, end = args.start, args.end
@@ -144,7 +162,9 @@ def cmd_bars(settings: Settings, args: argparse.Namespace) -> int:
                 limit=args.limit,
                 offset=args.offset,
             )
-            print(f"{args.symbol} {args.timeframe}: {frame.height} bars")
+            total = count_bars(store, args.symbol, args.timeframe, args.start, args.end)
+            skipped = f" after skipping {args.offset}" if args.offset else ""
+            print(f"{args.symbol} {args.timeframe}: showing {frame.height} of {total} bars{skipped}")
             for row in frame.iter_rows():
                 ts, o, h, lo, c, v = row
                 print(f"{ts:%Y-%m-%d %H:%M}Z  {o:>12.6g} {h:>12.6g} {lo:>12.6g} {c:>12.6g} {v:>16.10g}")

@@ -7,6 +7,12 @@ with no bar are gaps. Bars of the day that are outside the session are `unexpect
 date (a bar on a weekend or holiday counts on the next session); crypto, its UTC date; forex,
 its trade date (weekend bars count on Monday). A day is valid when no minute is missing.
 
+Minutes that have not happened yet are not expected: a session is clipped at `now` (the bars
+whose minute has closed by then), so today is measured up to now and a later session expects
+nothing. A symbol with no 1-minute bars stored at all is listed in `symbols_without_1min_bars`
+(added to the reference's fields) and named in a recommendation, with the ones stored only at
+other timeframes (e.g. imported daily bars).
+
 Field names mirror the reference API's JSON (`POST /data-analysis/completeness`).
 """
 
@@ -75,14 +81,23 @@ class CompletenessReport(msgspec.Struct):
     overall_statistics: dict
     symbols_needing_attention: list[str]
     recommendations: list[str]
+    symbols_without_1min_bars: list[str] = msgspec.field(default_factory=list)
+    """Symbols with no 1-minute bar stored at all (at any date)."""
 
 
-def validate_day(minutes_utc_ns: np.ndarray, session: Session) -> DayValidation:
-    """Check one day's bar open times (UTC ns) against `session`: counts, gaps, unexpected bars."""
+def validate_day(minutes_utc_ns: np.ndarray, session: Session, now_ns: int | None = None) -> DayValidation:
+    """Check one day's bar open times (UTC ns) against `session`: counts, gaps, unexpected bars.
+
+    With `now_ns`, only the minutes that have closed by then are expected (the session is clipped
+    at now); a bar of the session opening after that is neither counted nor unexpected.
+    """
     m = np.unique(np.asarray(minutes_utc_ns, dtype=np.int64))
     o, c = to_ns(session.open_utc), to_ns(session.close_utc)
     expected = (c - o) // MINUTE_NS
-    inside = (m >= o) & (m < c) & ((m - o) % MINUTE_NS == 0)
+    if now_ns is not None:
+        expected = max(0, min(expected, (int(now_ns) - o) // MINUTE_NS))
+    in_session = (m >= o) & (m < c) & ((m - o) % MINUTE_NS == 0)
+    inside = in_session & (m < o + expected * MINUTE_NS)
     present = np.zeros(expected, dtype=bool)
     present[(m[inside] - o) // MINUTE_NS] = True
     actual = int(present.sum())
@@ -100,7 +115,7 @@ def validate_day(minutes_utc_ns: np.ndarray, session: Session) -> DayValidation:
         is_valid=actual == expected,
         early_close=session.early_close,
         gaps=gaps,
-        unexpected_candles=int(len(m) - inside.sum()),
+        unexpected_candles=int(len(m) - in_session.sum()),
     )
 
 
@@ -122,8 +137,11 @@ def _stored_minutes(store: Store, symbol: str, lo: int, hi: int) -> np.ndarray:
     return rows["t"].to_numpy().astype(np.int64) if rows.num_rows else np.empty(0, np.int64)
 
 
-def validate_stored(store: Store, symbol: str, asset: AssetClass, start: dt.date, end: dt.date) -> list[DayValidation]:
-    """One DayValidation per session dated [start, end] of `symbol`'s stored 1-minute bars."""
+def validate_stored(
+    store: Store, symbol: str, asset: AssetClass, start: dt.date, end: dt.date, *, now: dt.datetime | None = None
+) -> list[DayValidation]:
+    """One DayValidation per session dated [start, end] of `symbol`'s stored 1-minute bars, clipped
+    at `now` (default: the current time; minutes after it are not expected)."""
     symbol = check_symbol(symbol)
     check_asset(asset)
     check_range(start, end)
@@ -141,7 +159,8 @@ def validate_stored(store: Store, symbol: str, asset: AssetClass, start: dt.date
     ends = ends[first:]
     minutes = _stored_minutes(store, symbol, int(starts[0]), int(ends[-1]))
     cuts = np.searchsorted(minutes, np.concatenate((starts[:1], ends)), side="left")
-    return [validate_day(minutes[cuts[i] : cuts[i + 1]], s) for i, s in enumerate(days)]
+    now_ns = to_ns(now if now is not None else dt.datetime.now(dt.UTC), "now")
+    return [validate_day(minutes[cuts[i] : cuts[i + 1]], s, now_ns) for i, s in enumerate(days)]
 
 
 def summarise(days: list[DayValidation], *, include_details: bool = True, asset: str = "") -> SymbolCompleteness:
@@ -184,13 +203,16 @@ def analyse(
     threshold_pct: float = THRESHOLD_PCT,
     asset_override: AssetOverride = None,
     configured_assets: dict[str, str] | None = None,
+    now: dt.datetime | None = None,
 ) -> CompletenessReport:
     """The completeness report of `symbols` over the sessions dated [start, end] (stored 1min bars).
 
     `asset_override` (one class, or {symbol: class}) and `configured_assets` (the setting
     MT_BARS_ASSET_OVERRIDES, parsed) override the asset-class rule, in that order. The request
-    size is limited (`libs.bars.limits`: symbols, days, symbol-days).
+    size is limited (`libs.bars.limits`: symbols, days, symbol-days). Minutes after `now`
+    (default: the current time) are not expected.
     """
+    now = now if now is not None else dt.datetime.now(dt.UTC)
     check_range(start, end)
     if not symbols:
         raise ValueError("symbols must name at least one symbol")
@@ -201,13 +223,15 @@ def analyse(
     assets = resolve_assets(unique, check_override(asset_override, unique), configured_assets)
     per: dict[str, SymbolCompleteness] = {}
     for symbol in unique:
-        days = validate_stored(store, symbol, assets[symbol], start, end)
+        days = validate_stored(store, symbol, assets[symbol], start, end, now=now)
         per[symbol] = summarise(days, include_details=include_details, asset=assets[symbol])
     attention = [
         s for s, c in per.items() if below_threshold(c.total_actual_candles, c.total_expected_candles, threshold_pct)
     ]
     expected = sum(c.total_expected_candles for c in per.values())
     actual = sum(c.total_actual_candles for c in per.values())
+    stored = {s: _stored_timeframes(store, s) for s, c in per.items() if c.total_actual_candles == 0}
+    without = [s for s, tfs in stored.items() if "1min" not in tfs]
     overall = {
         "total_symbols": len(per),
         "total_trading_days": sum(c.total_trading_days for c in per.values()),
@@ -223,11 +247,23 @@ def analyse(
         symbol_completeness=per,
         overall_statistics=overall,
         symbols_needing_attention=attention,
-        recommendations=_recommendations(per, attention, threshold_pct),
+        recommendations=_recommendations(per, attention, threshold_pct, {s: stored[s] for s in without}),
+        symbols_without_1min_bars=without,
     )
 
 
-def _recommendations(per: dict[str, SymbolCompleteness], attention: list[str], threshold: float) -> list[str]:
+def _stored_timeframes(store: Store, symbol: str) -> list[str]:
+    """The timeframes `symbol` has any bar stored at (no FINAL: existence only)."""
+    rows = store.query_arrow(
+        f"SELECT DISTINCT timeframe FROM {{db}}.ohlcv WHERE symbol = {quote_string(symbol)} ORDER BY timeframe"
+    )
+    return [str(t) for t in rows["timeframe"].to_pylist()] if rows.num_rows else []
+
+
+def _recommendations(
+    per: dict[str, SymbolCompleteness], attention: list[str], threshold: float, without: dict[str, list[str]]
+) -> list[str]:
+    """The reference's recommendation lines, plus which symbols have no 1-minute bars at all."""
     out: list[str] = []
     if attention:
         out.append(f"{len(attention)} symbols have less than {threshold:g}% data completeness")
@@ -240,6 +276,15 @@ def _recommendations(per: dict[str, SymbolCompleteness], attention: list[str], t
     extra = [s for s, c in per.items() if c.unexpected_candles]
     if extra:
         out.append(f"{', '.join(extra)} have bars outside the trading session (extended hours are not validated)")
+    if without:
+        line = f"{', '.join(without)}: no 1-minute bars stored"
+        other = {s: tfs for s, tfs in without.items() if tfs}
+        if other and all(tfs == ["daily"] for tfs in other.values()):
+            line += f" (daily only: {', '.join(other)})"
+        elif other:
+            shown = ", ".join(s + " " + "/".join(t) for s, t in other.items())
+            line += f" (other timeframes only: {shown})"
+        out.append(line)
     return out
 
 

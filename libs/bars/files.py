@@ -24,6 +24,7 @@ than guessed.
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -59,6 +60,7 @@ def read_bars_file(path: Path | str, *, tz: str = "UTC", symbol: str | None = No
     """
     path = Path(path)
     name = str(path)
+    check_tz(tz)
     if not path.exists():
         raise BarsFileError(f"{name}: no such bar file")
     raw = _read_raw(path)
@@ -82,6 +84,19 @@ def read_bars_file(path: Path | str, *, tz: str = "UTC", symbol: str | None = No
         {"ts": pl.Series(ts_sorted, dtype=pl.Int64).cast(TS_TYPE)}
         | {c: pl.Series(values[c][order], dtype=pl.Float64) for c in VALUE_COLUMNS}
     )
+
+
+def check_tz(tz: str) -> str:
+    """`tz` when it is an IANA time zone name (or UTC); a BarsFileError naming the value otherwise."""
+    if isinstance(tz, str) and tz.strip().upper() == "UTC":
+        return tz
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):  # ValueError: a path-like key such as '../x'
+        raise BarsFileError(
+            f"tz: unknown time zone {tz!r} (an IANA name such as 'America/New_York' or 'UTC')"
+        ) from None
+    return tz
 
 
 def _read_raw(path: Path) -> pl.DataFrame:

@@ -3,8 +3,9 @@
 Pure of NATS: `NightlyUpdate.run()` works through the symbols (at most `max_concurrent_symbols`
 at once) and calls `on_progress(status)` at every step, so a service can publish and persist the
 status. One symbol's failure (a provider error, a bad response) is recorded in its result and
-the others go on; the update ends `completed`, `completed_with_errors` (some failed) or `failed`
-(all failed, or the workflow itself broke). A symbol ends `completed`, `failed`, `no_data`
+the others go on; the update ends `completed` (none failed), `completed_with_errors` (some
+completed, some failed) or `failed` (some failed and none completed — the others skipped or
+without data — or the workflow itself broke). A symbol ends `completed`, `failed`, `no_data`
 (every provider that covers its asset class answered, none had bars: not a failure) or
 `skipped` (another update was already working on it, see `SymbolClaims`).
 
@@ -164,8 +165,14 @@ def iso(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def plan_request(body: dict[str, Any], settings: Settings) -> NightlyPlan:
-    """Check a start request and fill in defaults from settings; RequestError names the bad field."""
+def plan_request(body: dict[str, Any], settings: Settings, *, today: dt.date | None = None) -> NightlyPlan:
+    """Check a start request and fill in defaults from settings; RequestError names the bad field.
+
+    Dates after `today` (default: today in UTC) are refused, not clamped: a `start_date` or
+    `end_date` in the future is a RequestError naming the field and the value (today itself is
+    allowed; its minutes count only up to now, see `libs.bars.completeness`).
+    """
+    today = today or dt.datetime.now(dt.UTC).date()
     try:
         req = msgspec.convert(body, NightlyRequest)
     except msgspec.ValidationError as e:
@@ -187,6 +194,9 @@ def plan_request(body: dict[str, Any], settings: Settings) -> NightlyPlan:
         end = parse_date(req.end_date, "end_date") if req.end_date is not None else None
         if start is not None and end is not None and start > end:
             raise RequestError(f"start_date {req.start_date} is after end_date {req.end_date}")
+        for name, day in (("start_date", start), ("end_date", end)):
+            if day is not None and day > today:
+                raise RequestError(f"{name} {day.isoformat()} is in the future (today is {today.isoformat()} UTC)")
         check_size(len(clean), start, end)
         override = check_override(req.asset_class, clean)
         assets = resolve_assets(clean, override, parse_overrides(settings.bars_asset_overrides))
@@ -366,13 +376,17 @@ class NightlyUpdate:
             self.message = f"nightly update failed: {type(e).__name__}: {e}"
         else:
             failed = [s for s, r in self.results.items() if r.status == "failed"]
+            done = sum(1 for r in self.results.values() if r.status == "completed")
             if not failed:
                 self.state, self.message = "completed", f"Nightly update completed for {len(self.results)} symbols"
-            elif len(failed) < len(self.results):
+            elif len(failed) == len(self.results):
+                self.state, self.message = "failed", f"every symbol failed ({len(failed)})"
+            elif done == 0:  # failures and nothing completed (the rest skipped or without data): not a partial success
+                self.state = "failed"
+                self.message = f"no symbol completed; {len(failed)} of {len(self.results)} failed: {', '.join(failed)}"
+            else:
                 self.state = "completed_with_errors"
                 self.message = f"{len(failed)} of {len(self.results)} symbols failed: {', '.join(failed)}"
-            else:
-                self.state, self.message = "failed", f"every symbol failed ({len(failed)})"
             notes = [f"{s} {r.message}" for s, r in self.results.items() if r.status in ("skipped", "no_data")]
             if notes:
                 self.message += "; " + "; ".join(notes)
@@ -462,12 +476,13 @@ class NightlyUpdate:
         if self.plan.force_validation:
             await self._step(r, STEP_VALIDATE)
             expected = actual = 0
+            now_ns = to_ns(dt.datetime.now(dt.UTC))  # today's minutes count up to now
             for d in missing:
                 if d not in by_day:
                     continue
                 sess = by_day[d]
                 lo, hi = np.searchsorted(ts, [to_ns(sess.open_utc), to_ns(sess.close_utc)])
-                check = completeness.validate_day(ts[lo:hi], sess)
+                check = completeness.validate_day(ts[lo:hi], sess, now_ns)
                 r.days_valid += check.is_valid
                 r.days_invalid += not check.is_valid
                 expected += check.expected_candles

@@ -4,7 +4,9 @@ Verbs (JSON bodies and replies): `nightly_start` (the reference's start body →
 status: "started", message}`), `nightly_status` (`{request_id}` → the status with per-symbol
 results), `nightly_active` (→ the statuses of updates still running). A bad request gets
 `{"error", "verb", "code"}` with header `MT-Error: 1` (`code` 422 for a bad field, 404 for an
-unknown request id), which the HTTP API turns into its status code.
+unknown request id, 503 for a nightly update while no bar provider has an API key: refused up
+front rather than accepted and failed symbol by symbol), which the HTTP API turns into its
+status code.
 
 Every step of an update is published on `ohlcv.nightly.<request_id>` (core NATS, the status
 JSON). Statuses of running updates live in memory and are saved to ClickHouse (`nightly_updates`,
@@ -54,6 +56,16 @@ class NotFound(LookupError):
     """An unknown request id."""
 
 
+class Unavailable(RuntimeError):
+    """The service cannot do what is asked as configured (HTTP 503): e.g. no bar provider has a key."""
+
+
+NO_PROVIDER = (
+    "no bar provider is configured: set MT_POLYGON_API_KEY, MT_FMP_API_KEY or MT_TIINGO_API_KEY "
+    "(and list it in MT_BARS_PROVIDERS={configured!r}), then restart the bars service"
+)
+
+
 class BarsService(Service):
     """Starts nightly updates, reports their progress, keeps their statuses."""
 
@@ -77,7 +89,7 @@ class BarsService(Service):
         }
         self.sub = await self.ctx.bus.nc.subscribe(subjects.SVC_BARS_ALL, queue=QUEUE, cb=self._on_request)
         if not self.chain.providers:
-            self.log.warning("no bar provider has an API key; nightly updates will fail until one is set")
+            self.log.warning("no bar provider has an API key; nightly updates are refused until one is set")
 
     async def stop(self) -> None:
         await self.sub.unsubscribe()
@@ -111,6 +123,8 @@ class BarsService(Service):
             data = msgspec.json.encode(await handler(body))
         except NotFound as e:
             data, headers = msgspec.json.encode({"error": str(e), "verb": verb, "code": 404}), {"MT-Error": "1"}
+        except Unavailable as e:
+            data, headers = msgspec.json.encode({"error": str(e), "verb": verb, "code": 503}), {"MT-Error": "1"}
         except (ValueError, msgspec.DecodeError) as e:
             data, headers = msgspec.json.encode({"error": str(e), "verb": verb, "code": 422}), {"MT-Error": "1"}
         except Exception as e:
@@ -124,8 +138,13 @@ class BarsService(Service):
     # -- verbs --------------------------------------------------------------------------------
 
     async def nightly_start(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Check the request, start the update in the background, answer at once."""
+        """Check the request, start the update in the background, answer at once.
+
+        Refused (Unavailable, 503) when no provider has an API key: every symbol would fail.
+        """
         plan = plan_request(body, self.ctx.settings)
+        if not self.chain.providers:
+            raise Unavailable(NO_PROVIDER.format(configured=self.ctx.settings.bars_providers))
         request_id = new_id()
         update = NightlyUpdate(
             request_id, plan, self.store, self.chain, on_progress=self._on_progress, log=self.log, claims=self.claims

@@ -3,7 +3,8 @@
 `/trading-data/*` and `/data-analysis/completeness` read ClickHouse (libs.bars); `/nightly-update/*`
 forward to the bars service over NATS (`svc.bars.<verb>`). A bad parameter is a 422 (an unknown
 request id a 404, a symbol with no bars at all a 404) with `{"detail": "..."}` naming the
-parameter and the value; the bars service not answering is a 503. A symbol may contain `/`
+parameter and the value; the bars service not answering, or refusing a nightly update because
+no bar provider has an API key, is a 503. A symbol may contain `/`
 (`/trading-data/data/BTC/USD` or `EUR%2FUSD`).
 """
 
@@ -34,6 +35,9 @@ MAX_PAGE_SIZE = 10_000
 MAX_PAGE = 1_000_000
 """Highest page number accepted (1,000,000 pages of 10,000 bars is 19,000 years of minutes)."""
 NATS_TIMEOUT_S = 10.0
+CANDLE_DECIMALS = 8
+"""Decimal places of the prices and volume in HTTP candles (Python's round: to the nearest, ties to even)."""
+VALUES = ("open", "high", "low", "close", "volume")
 
 
 class ApiError(Exception):
@@ -92,8 +96,10 @@ async def trading_data(request: Request) -> Response:
     """`GET /trading-data/data/{symbol}`: stored bars, paged.
 
     Each candle is `{date, open, high, low, close, volume}` with `date` the bar open in UTC
-    (`YYYY-MM-DDTHH:MM:SSZ`) and the prices and volume as JSON numbers (the stored Float64
-    values; the reference API writes decimal strings, numbers spare clients a conversion). A page
+    (`YYYY-MM-DDTHH:MM:SSZ`) and the prices and volume as JSON numbers: the stored Float64 values
+    rounded to CANDLE_DECIMALS (8) decimal places, so float noise from resampling sums
+    (`21.972900000000003`) is written `21.9729` (the reference API writes decimal strings; numbers
+    spare clients a conversion). A page
     past the last one is empty (with the real totals), not an error; `page` is at most MAX_PAGE.
     """
     store = request.app.state.store
@@ -126,9 +132,12 @@ async def trading_data(request: Request) -> Response:
     if not known:
         raise ApiError(404, f"symbol {symbol!r}: no {timeframe} bars stored")
     # bars open on whole minutes: the date is to the second, in UTC with a Z (as the reference API writes it)
-    candles = frame.select(
-        pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("date"), "open", "high", "low", "close", "volume"
-    ).to_dicts()
+    candles = [
+        {"date": date, **{c: round(v, CANDLE_DECIMALS) for c, v in zip(VALUES, values, strict=True)}}
+        for date, *values in frame.select(
+            pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("date"), *VALUES
+        ).iter_rows()
+    ]
     pages = math.ceil(total / size) if total else 0
     dates = [c["date"] for c in candles]
     return json_response(

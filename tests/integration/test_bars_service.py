@@ -187,27 +187,31 @@ async def test_nightly_update_over_nats_and_http_with_one_failing_symbol(
         await stack.close()
 
 
-async def test_no_provider_configured_fails_each_symbol_clearly(settings: Settings) -> None:
-    stack = await Stack.open(msgspec.structs.replace(settings, http_port=0))
+async def test_no_provider_configured_refuses_the_update_up_front(settings: Settings) -> None:
+    port = free_port()
+    stack = await Stack.open(msgspec.structs.replace(settings, http_port=port, bars_providers="polygon,fmp,tiingo"))
     try:
-        await stack.start("bars")
+        bars = await stack.start("bars")
+        await stack.start("report")
         bus = await stack.connect("client")
-        reply = await bus.nc.request(
-            subjects.svc("bars", "nightly_start"),
-            msgspec.json.encode({"symbols": ["AAPL"], "start_date": "2024-03-08", "end_date": "2024-03-08"}),
-            timeout=10,
-        )
-        rid = msgspec.json.decode(reply.data)["request_id"]
-        for _ in range(200):
-            reply = await bus.nc.request(
-                subjects.svc("bars", "nightly_status"), msgspec.json.encode({"request_id": rid}), timeout=10
-            )
-            status = msgspec.json.decode(reply.data)
-            if status["is_complete"]:
-                break
-            await asyncio.sleep(0.05)
-        assert status["status"] == "failed"
-        assert "no bar provider configured: set MT_POLYGON_API_KEY" in status["symbol_results"]["AAPL"]["error"]
+        body = {"symbols": ["AAPL"], "start_date": "2024-03-08", "end_date": "2024-03-08"}
+        reply = await bus.nc.request(subjects.svc("bars", "nightly_start"), msgspec.json.encode(body), timeout=10)
+        assert reply.headers and reply.headers.get("MT-Error") == "1"
+        err = msgspec.json.decode(reply.data)
+        assert err["code"] == 503
+        for key in ("MT_POLYGON_API_KEY", "MT_FMP_API_KEY", "MT_TIINGO_API_KEY"):
+            assert key in err["error"]
+        assert bars.updates == {} and bars.tasks == {}  # nothing was started
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            r = await http.post("/nightly-update/start", json=body)
+            assert r.status_code == 503, r.text
+            assert "MT_POLYGON_API_KEY, MT_FMP_API_KEY or MT_TIINGO_API_KEY" in r.json()["detail"]
+            bad = await http.post("/nightly-update/start", json={"symbols": []})  # a bad field still says so
+            assert bad.status_code == 422 and "symbols must not be an empty list" in bad.json()["detail"]
+            future = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=3)).isoformat()
+            r = await http.post("/nightly-update/start", json={"symbols": ["AAPL"], "end_date": future})
+            assert r.status_code == 422 and f"end_date {future} is in the future" in r.json()["detail"]
+            assert (await http.get("/nightly-update/active")).json() == []
         reply = await bus.nc.request(subjects.svc("bars", "nightly_frobnicate"), b"{}", timeout=10)
         assert reply.headers and reply.headers.get("MT-Error") == "1"
         assert "unknown verb 'nightly_frobnicate'" in msgspec.json.decode(reply.data)["error"]

@@ -289,8 +289,16 @@ def test_cli_verbs(settings_db: Settings, tmp_path: Path, capsys: pytest.Capture
     assert imported["first_ts"] == "2024-03-08T14:30:00Z"
 
     shown = run_cli(settings_db, ["bars", "show", "AAPL", "--timeframe", "1h", "--limit", "3"], capsys).splitlines()
-    assert shown[0] == "AAPL 1h: 3 bars" and shown[1].startswith("2024-03-08 14:30Z")
+    hours = 2 * 7  # two sessions of 6.5 hours: 7 hourly bins each
+    assert shown[0] == f"AAPL 1h: showing 3 of {hours} bars" and shown[1].startswith("2024-03-08 14:30Z")
+    assert len(shown) == 1 + 3
+    argv = ["bars", "show", "AAPL", "--start", "2024-03-11", "--limit", "5", "--offset", "2"]
+    assert (
+        run_cli(settings_db, argv, capsys).splitlines()[0]
+        == f"AAPL 1min: showing 5 of {390 - 10} bars after skipping 2"
+    )
     desc = run_cli(settings_db, ["bars", "show", "AAPL", "--timeframe", "daily", "--desc"], capsys).splitlines()
+    assert desc[0] == "AAPL daily: showing 2 of 2 bars"
     assert [line[:10] for line in desc[1:]] == ["2024-03-11", "2024-03-08"]
 
     gaps = json.loads(run_cli(settings_db, ["bars", "gaps", "AAPL", "--date", "2024-03-11"], capsys))
@@ -377,3 +385,95 @@ def test_cli_uses_the_asset_overrides_setting(
     bad = msgspec.structs.replace(settings_db, bars_asset_overrides="MYCOIN:crypto")
     with pytest.raises(ValueError, match="MT_BARS_ASSET_OVERRIDES: 'MYCOIN:crypto' is not SYMBOL=CLASS"):
         run_cli(bad, argv, capsys)
+
+
+# -- walkthrough fixes ---------------------------------------------------------------------------------------
+
+
+def test_cli_import_with_an_unknown_time_zone_is_a_value_error(
+    settings_db: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "x.csv"
+    minute_bars("2024-03-09", "2024-03-09 00:10").write_csv(csv)
+    with pytest.raises(ValueError, match="tz: unknown time zone 'Mars/Base'"):
+        run_cli(settings_db, ["bars", "import", str(csv), "--symbol", "X", "--tz", "Mars/Base"], capsys)
+
+
+def test_completeness_of_today_stops_at_now(store: Store) -> None:
+    write_bars(store, "LIVE", minute_bars("2024-03-10 00:00", "2024-03-10 09:00"))  # crypto: a UTC day
+    now = dt.datetime(2024, 3, 10, 10, 0, 30, tzinfo=UTC)
+    report = analyse(store, ["LIVE"], dt.date(2024, 3, 10), dt.date(2024, 3, 10), asset_override="crypto", now=now)
+    c = report.symbol_completeness["LIVE"]
+    assert (c.total_expected_candles, c.total_actual_candles, c.missing_candles) == (600, 540, 60)
+    assert c.completeness_percentage == round(100 * 540 / 600, 2)
+    (gap,) = c.validation_results[0].gaps
+    assert (gap.start, gap.end) == (dt.datetime(2024, 3, 10, 9, tzinfo=UTC), dt.datetime(2024, 3, 10, 10, tzinfo=UTC))
+    # the next day has not started: nothing expected; without a clock every minute of it would be
+    tomorrow = analyse(store, ["LIVE"], dt.date(2024, 3, 11), dt.date(2024, 3, 11), asset_override="crypto", now=now)
+    assert tomorrow.symbol_completeness["LIVE"].total_expected_candles == 0
+    past = analyse(store, ["LIVE"], dt.date(2024, 3, 10), dt.date(2024, 3, 10), asset_override="crypto")
+    assert past.symbol_completeness["LIVE"].total_expected_candles == 1440  # the real clock is long past that day
+
+
+def test_symbols_without_any_minute_bars_are_named(store: Store) -> None:
+    write_bars(store, "AAPL", session_bars("2024-03-08"))
+    daily = pl.DataFrame(
+        {"ts": [dt.datetime(2024, 3, 8, tzinfo=UTC)], "open": [1.0], "high": [2.0], "low": [0.5], "close": [1.5],
+         "volume": [10.0]}
+    ).with_columns(pl.col("ts").dt.cast_time_unit("ns"))  # fmt: skip
+    write_bars(store, "GOOG", daily, "daily")
+    report = analyse(store, ["AAPL", "NOPE", "GOOG"], dt.date(2024, 3, 8), dt.date(2024, 3, 8))
+    assert report.symbols_without_1min_bars == ["NOPE", "GOOG"]
+    assert "NOPE, GOOG: no 1-minute bars stored (daily only: GOOG)" in report.recommendations
+    assert report.symbols_needing_attention == ["NOPE", "GOOG"]  # the reference's fields are unchanged
+    # a symbol with minute bars on other days is not listed
+    none_that_day = analyse(store, ["AAPL"], dt.date(2024, 3, 11), dt.date(2024, 3, 11))
+    assert none_that_day.symbols_without_1min_bars == []
+    assert not any("no 1-minute bars" in r for r in none_that_day.recommendations)
+
+
+def test_import_counts_minutes_outside_the_sessions_and_the_cli_warns_about_the_time_zone(
+    settings_db: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "ny_local.csv"
+    local = session_bars("2024-03-08").with_columns(pl.col("ts").dt.convert_time_zone(NY).dt.strftime("%Y-%m-%d %H:%M"))
+    local.write_csv(csv)  # New York wall times, no offset
+    # read as UTC, 09:30-16:00 lands at 04:30-11:00 New York: only 14:30-16:00 UTC is inside the 14:30-21:00 UTC session
+    as_utc = pd.to_datetime(local["ts"].to_list()).tz_localize("UTC")
+    inside = (as_utc >= pd.Timestamp("2024-03-08 14:30", tz="UTC")) & (
+        as_utc < pd.Timestamp("2024-03-08 21:00", tz="UTC")
+    )
+    want_outside = int((~inside).sum())
+    assert want_outside == 300
+
+    parser = argparse.ArgumentParser(prog="markettwin")
+    add_bars_parser(parser.add_subparsers(dest="cmd", required=True))
+    assert cmd_bars(settings_db, parser.parse_args(["bars", "import", str(csv), "--symbol", "AAPL"])) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["rows_outside_sessions"] == want_outside
+    assert err.strip() == (
+        f"warning: {want_outside} of 390 1-minute bars (77%) are outside the XNYS sessions: is --tz right? "
+        "(the file's times are read as UTC unless --tz says otherwise)"
+    )
+    assert cmd_bars(settings_db, parser.parse_args(["bars", "import", str(csv), "--symbol", "AAPL", "--tz", NY])) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["rows_outside_sessions"] == 0 and err == ""
+
+    # a few pre-market minutes (under 10%) are counted but not warned about
+    early = pl.concat([minute_bars("2024-03-11 09:20", "2024-03-11 09:30", NY), session_bars("2024-03-11")])
+    early.write_csv(tmp_path / "early.csv")
+    assert (
+        cmd_bars(settings_db, parser.parse_args(["bars", "import", str(tmp_path / "early.csv"), "--symbol", "AAPL"]))
+        == 0
+    )
+    out, err = capsys.readouterr()
+    assert json.loads(out)["rows_outside_sessions"] == 10 and err == ""
+    (tmp_path / "daily.csv").write_text(HEADER_DAILY)
+    assert (
+        cmd_bars(settings_db, parser.parse_args(["bars", "import", str(tmp_path / "daily.csv"), "--symbol", "D"])) == 0
+    )
+    out, err = capsys.readouterr()
+    assert json.loads(out)["timeframe"] == "daily" and json.loads(out)["rows_outside_sessions"] is None and err == ""
+
+
+HEADER_DAILY = "date,open,high,low,close,volume\n2024-03-08,1,2,0.5,1.5,10\n2024-03-11,1,2,0.5,1.5,10\n"

@@ -66,11 +66,11 @@ async def api(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Stac
 
 
 def candle(row: dict[str, Any]) -> dict[str, Any]:
-    """The API's candle for a frame row, built independently of the server."""
+    """The API's candle for a frame row, built independently of the server (values to 8 decimals)."""
     ts = row["ts"].astimezone(dt.UTC)
     return {
         "date": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        **{c: row[c] for c in ("open", "high", "low", "close", "volume")},
+        **{c: float(f"{row[c]:.8f}") for c in ("open", "high", "low", "close", "volume")},
     }
 
 
@@ -298,3 +298,24 @@ async def test_a_bad_asset_overrides_setting_stops_the_service(settings: Setting
             await stack.start("report")
     finally:
         await stack.close()
+
+
+async def test_candle_values_are_rounded_to_8_decimals(api: tuple[httpx.AsyncClient, Stack]) -> None:
+    http, stack = api
+    assert stack.store is not None
+    noisy = session("2024-03-08", minutes=2).with_columns(
+        pl.Series("open", [0.1 + 0.2, 1.234567891234]),
+        pl.Series("high", [1.0 + 1e-12, 2.0]),
+        pl.Series("low", [0.1, 0.5]),
+        pl.Series("close", [0.7 + 0.1, 1.5]),
+        pl.Series("volume", [21.972900000000003, 1e-9]),
+    )
+    write_bars(stack.store, "NOISY", noisy, "1min", source="test")
+    r = await http.get("/trading-data/data/NOISY", params={"order_by": "asc"})
+    assert r.status_code == 200
+    assert '"volume":21.9729' in r.text and "21.972900000000003" not in r.text
+    values = [{k: c[k] for k in ("open", "high", "low", "close", "volume")} for c in r.json()["candles"]]
+    assert values == [
+        {"open": 0.3, "high": 1.0, "low": 0.1, "close": 0.8, "volume": 21.9729},
+        {"open": 1.23456789, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 0.0},
+    ]

@@ -83,3 +83,23 @@ def test_summary_percentages() -> None:
     assert c.completeness_percentage == pytest.approx(75.0)
     assert summarise(days, include_details=False).validation_results == []
     assert summarise([]).completeness_percentage == 100.0
+
+
+def test_minutes_after_now_are_not_expected() -> None:
+    s = day(dt.date(2024, 3, 11))
+    o = ns(s.open_utc)
+    minutes = full_minutes(s)[:60]  # 09:30-10:30 stored
+    now = o + 90 * MIN + 30 * 10**9  # 11:00:30 New York: 90 minutes have closed
+    v = validate_day(minutes, s, now_ns=now)
+    assert (v.expected_candles, v.actual_candles, v.missing_candles) == (90, 60, 30)
+    assert [(g.start, g.end, g.minutes) for g in v.gaps] == [
+        (s.open_utc + dt.timedelta(minutes=60), s.open_utc + dt.timedelta(minutes=90), 30)
+    ]
+    # a bar of the minute still running is neither counted nor unexpected
+    running = validate_day(np.append(full_minutes(s)[:90], o + 90 * MIN), s, now_ns=now)
+    assert (running.expected_candles, running.actual_candles, running.unexpected_candles) == (90, 90, 0)
+    assert running.is_valid
+    before = validate_day(np.empty(0, np.int64), s, now_ns=o - MIN)  # a session that has not opened yet
+    assert (before.expected_candles, before.gaps, before.is_valid) == (0, [], True)
+    after = validate_day(minutes, s, now_ns=ns(s.close_utc) + 3600 * 10**9)  # a past session: the whole of it
+    assert after.expected_candles == 390

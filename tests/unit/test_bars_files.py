@@ -163,3 +163,13 @@ def test_newest_first_new_york_minutes_across_the_autumn_clock_change(tmp_path: 
     assert df["close"].to_list() == close.tolist() and df["volume"].to_list() == list(map(float, range(len(utc))))
     oldest_first = _write(tmp_path, HEADER + "".join(lines), "asc.csv")
     assert read_bars_file(oldest_first, tz="America/New_York").equals(df)
+
+
+@pytest.mark.parametrize("tz", ["Mars/Base", "../etc/passwd", ""])
+def test_an_unknown_time_zone_is_a_bars_file_error_before_the_file_is_read(tmp_path: Path, tz: str) -> None:
+    good = _write(tmp_path, HEADER + "2024-03-08 09:30,1,2,0.5,1.5,10\n")
+    with pytest.raises(BarsFileError, match=f"tz: unknown time zone {tz!r}"):
+        read_bars_file(good, tz=tz)
+    with pytest.raises(BarsFileError, match=f"tz: unknown time zone {tz!r}"):  # checked before the file is looked at
+        read_bars_file(tmp_path / "absent.csv", tz=tz)
+    assert issubclass(BarsFileError, ValueError)

@@ -54,6 +54,28 @@ def test_bad_requests_name_the_field_and_value(body: dict[str, Any], message: st
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"end_date": "2024-03-12"}, "end_date 2024-03-12 is in the future (today is 2024-03-11 UTC)"),
+        ({"start_date": "2024-03-12"}, "start_date 2024-03-12 is in the future (today is 2024-03-11 UTC)"),
+        ({"start_date": "2024-03-20", "end_date": "2024-03-21"}, "start_date 2024-03-20 is in the future"),
+    ],
+)
+def test_future_dates_are_refused(body: dict[str, Any], message: str) -> None:
+    with pytest.raises(RequestError) as info:
+        plan_request(body, SETTINGS, today=dt.date(2024, 3, 11))
+    assert message in str(info.value)
+    plan = plan_request({"start_date": "2024-03-11", "end_date": "2024-03-11"}, SETTINGS, today=dt.date(2024, 3, 11))
+    assert plan.end_date == dt.date(2024, 3, 11)  # today itself is allowed
+
+
+def test_a_future_end_date_is_refused_with_the_real_clock() -> None:
+    later = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2)).isoformat()
+    with pytest.raises(RequestError, match=f"end_date {later} is in the future"):
+        plan_request({"end_date": later}, SETTINGS)
+
+
 def test_defaults_come_from_settings() -> None:
     plan = plan_request({}, SETTINGS)
     assert plan.symbols == ["AAPL", "MSFT"]
@@ -372,3 +394,23 @@ async def test_fmp_crypto_day_is_complete_through_the_nightly_update(store: Stor
     assert (r.days_valid, r.days_invalid, r.completeness_percentage) == (2, 0, 100.0)
     assert r.bars_stored == len(want) == 2880
     assert read_bars(store, "BTCUSD")["close"].to_list() == want["close"].tolist()
+
+
+async def test_an_update_where_no_symbol_completed_is_failed_not_completed_with_errors(store: Store) -> None:
+    days = {"start_date": "2024-03-08", "end_date": "2024-03-08"}
+    failing = {"F1", "F2", "F3", "F4"}
+    source = Source({"AAPL": equity_minutes(["2024-03-08"])}, failing=failing)
+    claims = SymbolClaims()
+    assert claims.claim("AAPL", "elsewhere") is None  # another update holds AAPL: this one skips it
+    plan = plan_request({"symbols": ["AAPL", *sorted(failing)], **days}, SETTINGS)
+    final = await NightlyUpdate("z1", plan, store, source, claims=claims).run()
+    assert final.symbol_results["AAPL"].status == "skipped"
+    assert sorted(s for s, r in final.symbol_results.items() if r.status == "failed") == sorted(failing)
+    assert final.status == "failed"
+    assert final.message.startswith("no symbol completed; 4 of 5 failed: F1, F2, F3, F4")
+
+    # one completed and one failed is still a partial success
+    claims.release("AAPL", "elsewhere")
+    plan = plan_request({"symbols": ["AAPL", "F1"], **days}, SETTINGS)
+    mixed = await NightlyUpdate("z2", plan, store, source, claims=claims).run()
+    assert (mixed.status, mixed.message) == ("completed_with_errors", "1 of 2 symbols failed: F1")
