@@ -204,7 +204,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def _parse_bool(raw: str) -> bool:
+def parse_bool(raw: str) -> bool:
     """1/true/yes/on or 0/false/no/off, any case; anything else is a ValueError."""
     if raw.strip().lower() in _TRUE:
         return True
@@ -222,7 +222,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         if raw is None or raw == "":
             continue
         try:
-            value = _parse_bool(raw) if kind is bool else kind(raw)
+            value = parse_bool(raw) if kind is bool else kind(raw)
         except ValueError:
             raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
         if field in _CHOICES and value not in _CHOICES[field]:

@@ -28,6 +28,7 @@ import msgspec
 
 from libs import log
 from libs.clock import VirtualClock, check_speed
+from libs.config import parse_bool
 from libs.ids import now_ns
 from libs.synth.assets import ASSETS, PRESETS, resolve
 from libs.synth.market import MINUTE_NS, SyntheticFeed
@@ -131,9 +132,10 @@ def _scalar(key: str, text: str) -> Any:
     if key == "instruments":
         return [s for s in text.split("|") if s]
     if key == "bars":
-        if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-            raise ValueError(f"bars={text!r} must be true or false")
-        return text.lower() in ("1", "true", "yes", "on")
+        try:
+            return parse_bool(text)
+        except ValueError:
+            raise ValueError(f"bars={text!r} must be true or false") from None
     try:
         return int(text) if key in ("seed", "step_ms", "levels", "chunk_steps", "min_spread_ticks") else float(text)
     except ValueError:
