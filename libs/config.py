@@ -114,6 +114,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """MT_PAPER_LATENCY_MS: execution latency: legs fill on the book as of intent time + this."""
     paper_settlement_delay_s: float = 2.0
     """MT_PAPER_SETTLEMENT_DELAY_S: settled_at = executed_at + this."""
+    paper_leg_gap_ms: float = 20.0
+    """MT_PAPER_LEG_GAP_MS: the second leg fills on the book this long (market time) after the first."""
+    paper_validation: str = "bus"
+    """MT_PAPER_VALIDATION: exchange validation: `bus` (latest books and market status on the bus),
+    `live` (the venues' own APIs with the user's keys, read-only) or `off`."""
+    paper_max_book_age_s: float = 60.0
+    """MT_PAPER_MAX_BOOK_AGE_S: a leg's book older than this (market time) fails exchange validation."""
+    paper_book_lookback_s: float = 600.0
+    """MT_PAPER_BOOK_LOOKBACK_S: how far back a (re)started paper service reads books from the MD stream."""
+    paper_max_runs_per_user: int = 5
+    """MT_PAPER_MAX_RUNS_PER_USER: active runs one user may have at once."""
+    paper_max_duration_minutes: float = 7 * 24 * 60
+    """MT_PAPER_MAX_DURATION_MIN: the hard cap on a run's life (7 days)."""
+    paper_default_run: bool = True
+    """MT_PAPER_DEFAULT_RUN: keep one run of the built-in `default` user going (the demo's run)."""
+    jwt_secret: str = ""
+    """MT_JWT_SECRET: HS256 key for API tokens; empty: generated once into MT_HOME/jwt.secret."""
+    jwt_ttl_s: float = 900.0
+    """MT_JWT_TTL_S: lifetime of a token from POST /auth/token."""
+    secrets_key: str = ""
+    """MT_SECRETS_KEY: Fernet key encrypting users' exchange secrets; empty: MT_HOME/secrets.key."""
+    admin_token: str = ""
+    """MT_ADMIN_TOKEN: bearer token for POST /admin/users; empty: generated into MT_HOME/admin.token."""
+    api_url: str = ""
+    """MT_API_URL: where `markettwin users` finds the HTTP API (default http://MT_HTTP_HOST:MT_HTTP_PORT)."""
     http_host: str = "127.0.0.1"
     """MT_HTTP_HOST: the address report's HTTP binds; containers set 0.0.0.0."""
     http_port: int = 8080
@@ -175,6 +200,18 @@ _ENV: dict[str, tuple[str, type]] = {
     "MT_PAPER_DAILY_CAP_USD": ("paper_daily_cap_usd", float),
     "MT_PAPER_LATENCY_MS": ("paper_latency_ms", float),
     "MT_PAPER_SETTLEMENT_DELAY_S": ("paper_settlement_delay_s", float),
+    "MT_PAPER_LEG_GAP_MS": ("paper_leg_gap_ms", float),
+    "MT_PAPER_VALIDATION": ("paper_validation", str),
+    "MT_PAPER_MAX_BOOK_AGE_S": ("paper_max_book_age_s", float),
+    "MT_PAPER_BOOK_LOOKBACK_S": ("paper_book_lookback_s", float),
+    "MT_PAPER_MAX_RUNS_PER_USER": ("paper_max_runs_per_user", int),
+    "MT_PAPER_MAX_DURATION_MIN": ("paper_max_duration_minutes", float),
+    "MT_PAPER_DEFAULT_RUN": ("paper_default_run", bool),
+    "MT_JWT_SECRET": ("jwt_secret", str),
+    "MT_JWT_TTL_S": ("jwt_ttl_s", float),
+    "MT_SECRETS_KEY": ("secrets_key", str),
+    "MT_ADMIN_TOKEN": ("admin_token", str),
+    "MT_API_URL": ("api_url", str),
     "MT_HTTP_HOST": ("http_host", str),
     "MT_HTTP_PORT": ("http_port", int),
     "MT_ACK_WAIT_S": ("ack_wait_s", float),
@@ -183,7 +220,11 @@ _ENV: dict[str, tuple[str, type]] = {
     "MT_SIM_ACK_WAIT_S": ("sim_ack_wait_s", float),
 }
 
-_CHOICES = {"log_format": {"console", "json"}, "log_level": {"debug", "info", "warning", "error"}}
+_CHOICES = {
+    "log_format": {"console", "json"},
+    "log_level": {"debug", "info", "warning", "error"},
+    "paper_validation": {"off", "bus", "live"},
+}
 _POSITIVE = {
     "venues_poll_s",
     "venues_rate_per_s",
@@ -196,6 +237,10 @@ _POSITIVE = {
     "detect_sync_timeout_ms",
     "ack_wait_s",
     "sim_ack_wait_s",
+    "paper_max_runs_per_user",
+    "paper_max_duration_minutes",
+    "paper_max_book_age_s",
+    "jwt_ttl_s",
 }
 """Fields where zero makes no sense (a rate, a size, a batch, a wait)."""
 

@@ -227,28 +227,6 @@ class Intent(Event, kw_only=True, tag="intent.v1"):
     book_ts: int
 
 
-class Check(msgspec.Struct, frozen=True, kw_only=True):
-    """The outcome of one safety check on one intent."""
-
-    name: str
-    passed: bool
-    detail: str = ""
-
-
-class Decision(Event, kw_only=True, tag="paper.decision.v1"):
-    """A paper run's verdict on one intent: taken or skipped, with the reason and every check."""
-
-    run_id: str
-    intent_id: str
-    opportunity_key: str
-    decision_source: DecisionSource
-    taken: bool
-    reason: str
-    checks: list[Check]
-    intent_ts: int
-    book_ts: int
-
-
 class LegFill(msgspec.Struct, frozen=True, kw_only=True):
     """How one leg of a paper trade filled against the book."""
 
@@ -261,13 +239,20 @@ class LegFill(msgspec.Struct, frozen=True, kw_only=True):
     cost_micros: int
     fee_micros: int
     worst_px: int
+    fill_pct: float = 0.0
+    executed_at: int = 0
+    """When this leg filled: the second leg fills MT_PAPER_LEG_GAP_MS after the first."""
+    book_ts: int = 0
+    """Market time of the book this leg walked."""
 
 
 class PaperTrade(Event, kw_only=True, tag="paper.trade.v1"):
-    """A virtual fill of an intent's legs against the latest books a paper run holds.
+    """A virtual fill of an intent's legs against the books a paper run holds.
 
+    Legs fill one after the other; `matched_size` is the hedged pairs (the least any leg filled).
     `payout_micros` is what the hedged pairs pay at resolution ($1 per pair), so
-    `pnl_micros = payout_micros - cost_micros - fee_micros` is the P&L locked in.
+    `pnl_micros = payout_micros - cost_micros - fee_micros` is the P&L locked in, with a broken
+    pair's unhedged contracts (`unhedged_size`, cost + fees `exposure_micros`) counted as lost.
     """
 
     run_id: str
@@ -284,26 +269,13 @@ class PaperTrade(Event, kw_only=True, tag="paper.trade.v1"):
     pnl_micros: int
     executed_at: int
     settled_at: int
-
-
-class RunStatus(Event, kw_only=True, tag="paper.run.v1"):
-    """A paper run's state, published when it starts, periodically and when it stops."""
-
-    run_id: str
-    state: RunState
-    label: str = ""
-    starting_micros: int
-    balance_micros: int
-    pnl_micros: int
-    fees_micros: int
-    decisions: int
-    taken: int
-    trades: int
-    min_net_edge_micros: int
-    max_leg_micros: int
-    daily_cap_micros: int
-    started_at: int
-    stopped_at: int | None = None
+    user_id: str = ""
+    opportunity_id: str = ""
+    broken: bool = False
+    unhedged_size: int = 0
+    exposure_micros: int = 0
+    net_edge_per_contract_micros: int = 0
+    """The intent's net edge per contract, as detect priced it."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -325,10 +297,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MarketInfo,
     Opportunity,
     Intent,
-    Decision,
     PaperTrade,
-    RunStatus,
 )
-AnyEvent = (
-    BookBatch | TradeBatch | BarBatch | RawBatch | MarketInfo | Opportunity | Intent | Decision | PaperTrade | RunStatus
-)
+AnyEvent = BookBatch | TradeBatch | BarBatch | RawBatch | MarketInfo | Opportunity | Intent | PaperTrade

@@ -11,18 +11,34 @@ from pathlib import Path
 
 import msgspec
 
+from proto import paper
 from proto.events import EVENT_TYPES
 from proto.sim import SIM_EVENT_TYPES, SimJobRequest, SimTask
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 
-UNTAGGED: dict[str, type[msgspec.Struct]] = {"sim.task": SimTask, "sim.job_request": SimJobRequest}
-"""Wire structs without a `type` tag: the work item on `sim.work`, the `svc.sim.submit` body."""
+UNTAGGED: dict[str, type[msgspec.Struct]] = {
+    "sim.task": SimTask,
+    "sim.job_request": SimJobRequest,
+    "paper.start_run": paper.StartRun,
+    "paper.stop_run": paper.StopRun,
+    "paper.user_query": paper.UserQuery,
+    "paper.reply": paper.PaperReply,
+    "api.simulator.start_request": paper.StartRequest,
+    "api.simulator.stop_request": paper.StopRequest,
+    "api.simulator.run": paper.RunView,
+    "api.simulator.trade": paper.TradeView,
+    "api.simulator.decision": paper.DecisionView,
+}
+"""Wire structs without a `type` tag: the work item on `sim.work`, request/reply bodies on
+`svc.sim.*` and `svc.paper.*`, and the simulator HTTP API's shapes."""
 
 
 def render() -> dict[str, str]:
     """File name -> JSON text for every event type."""
-    kinds: dict[str, type[msgspec.Struct]] = {str(k.__struct_config__.tag): k for k in EVENT_TYPES + SIM_EVENT_TYPES}
+    kinds: dict[str, type[msgspec.Struct]] = {
+        str(k.__struct_config__.tag): k for k in EVENT_TYPES + SIM_EVENT_TYPES + (paper.RunUpdate,)
+    }
     out: dict[str, str] = {}
     for name, kind in (kinds | UNTAGGED).items():
         schema = msgspec.json.schema(kind)

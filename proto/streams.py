@@ -25,7 +25,9 @@ GiB = 1024**3
 MD = StreamDef(name="MD", subjects=["md.>"], max_age_s=24 * 3600, max_bytes=4 * GiB)
 OPP = StreamDef(name="OPP", subjects=["opp.>"], max_age_s=7 * 24 * 3600, max_bytes=GiB)
 INTENT = StreamDef(name="INTENT", subjects=["intent.>"], max_age_s=7 * 24 * 3600, max_bytes=GiB)
-PAPER = StreamDef(name="PAPER", subjects=["paper.>"], max_age_s=30 * 24 * 3600, max_bytes=GiB)
+PAPER = StreamDef(name="PAPER", subjects=["paper.>"], max_age_s=30 * 24 * 3600, max_bytes=4 * GiB)
+"""Run steps with their decisions: the last `paper.update.<run_id>` of each run is what a restarted
+paper service resumes from, so it must outlive the run (30 days)."""
 DLQ = StreamDef(name="DLQ", subjects=["dlq.>"], max_age_s=30 * 24 * 3600, max_bytes=GiB)
 
 SIM = StreamDef(name="SIM", subjects=["sim.job.>", "sim.calibration.>"], max_age_s=7 * 24 * 3600, max_bytes=8 * GiB)

@@ -85,6 +85,12 @@ def paper(kind: str, run_id: str) -> str:
     return f"paper.{token(kind, 'kind')}.{token(run_id, 'run_id')}"
 
 
+def ui_simulator(user_id: str, kind: str) -> str:
+    """Core NATS, JSON (not in any stream): live `simulator:<kind>` events for one user's dashboard,
+    subscribable from a browser over NATS WebSocket. kind: `trade` or `run`."""
+    return f"ui.simulator.{token(user_id, 'user_id')}.{token(kind, 'kind')}"
+
+
 def dlq(consumer: str) -> str:
     return f"dlq.{token(consumer, 'consumer')}"
 
@@ -117,9 +123,11 @@ SVC_BARS_ALL = "svc.bars.*"
 """Every verb of the OHLCV bar manager (`svc.bars.<verb>`)."""
 OPP_ALL = "opp.>"
 INTENT_ALL = "intent.>"
-PAPER_DECISION_ALL = "paper.decision.>"
-PAPER_TRADE_ALL = "paper.trade.>"
-PAPER_RUN_ALL = "paper.run.>"
+PAPER_UPDATE_ALL = "paper.update.>"
+"""Every run's steps (`RunUpdate` on `paper.update.<run_id>`)."""
+SVC_PAPER_ALL = "svc.paper.*"
+"""Every verb of the paper service's run API (`svc.paper.<verb>`: start, stop, active)."""
+UI_SIMULATOR_ALL = "ui.simulator.>"
 DLQ_ALL = "dlq.>"
 SVC_SIM_ALL = "svc.sim.*"
 """Every verb of the simulation job API (`svc.sim.<verb>`)."""

@@ -65,6 +65,7 @@ class PullConsumer(Generic[E]):
         expires_s: float = 5.0,
         max_bytes: int | None = None,
         dead_letter: bool = True,
+        with_seq: bool = False,
     ) -> None:
         self.bus = bus
         self.stream = stream
@@ -80,6 +81,9 @@ class PullConsumer(Generic[E]):
         self.expires_s = expires_s
         self.max_bytes = max_bytes
         self.dead_letter = dead_letter
+        self.with_seq = with_seq
+        """Hand the handler (event, stream sequence) pairs instead of events: for a handler that
+        records how far it got (paper's exactly-once resume)."""
         self.processed = 0
         self.pulls = 0
         self.dead_lettered = 0
@@ -164,7 +168,7 @@ class PullConsumer(Generic[E]):
                 await asyncio.sleep(0.5)
 
     async def _handle_group(self, msgs: list[Msg]) -> None:
-        good: list[tuple[E, Msg]] = []
+        good: list[tuple[Any, Msg]] = []
         for msg in msgs:
             status = msg.headers.get("Status") if msg.headers else None
             if status:
@@ -172,7 +176,8 @@ class PullConsumer(Generic[E]):
                 continue
             self._pending -= 1
             try:
-                good.append((self.decoder.decode(msg.data), msg))
+                event = self.decoder.decode(msg.data)
+                good.append(((event, msg.metadata.sequence.stream) if self.with_seq else event, msg))
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 await self._dead_letter(msg, f"decode: {e}")
         if not good:

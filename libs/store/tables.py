@@ -20,15 +20,13 @@ from proto.events import (
     BarBatch,
     BookBatch,
     DeadLetter,
-    Decision,
     Intent,
     MarketInfo,
     Opportunity,
-    PaperTrade,
     RawBatch,
-    RunStatus,
     TradeBatch,
 )
+from proto.paper import RunUpdate
 from proto.sim import SimCalibration, SimJob, SimResult, SimResultPart, SimState, SimStatus
 
 TS = pa.timestamp("ns", tz="UTC")
@@ -175,6 +173,14 @@ DECISIONS = pa.schema(
         ("checks_json", _STR),
         ("intent_ts", TS),
         ("book_ts", TS),
+        ("user_id", _STR),
+        ("opportunity_id", _STR),
+        ("detail", _STR),
+        ("checks_run", pa.uint32()),
+        ("checks_passed", pa.uint32()),
+        ("net_edge_per_contract_micros", _I64),
+        ("size", _I64),
+        ("trade_id", _STR),
     ]
 )
 PAPER_TRADES = pa.schema(
@@ -195,6 +201,12 @@ PAPER_TRADES = pa.schema(
         ("executed_at", TS),
         ("settled_at", TS),
         ("legs_json", _STR),
+        ("user_id", _STR),
+        ("opportunity_id", _STR),
+        ("broken", pa.uint8()),
+        ("unhedged_size", _I64),
+        ("exposure_micros", _I64),
+        ("net_edge_per_contract_micros", _I64),
     ]
 )
 PAPER_RUNS = pa.schema(
@@ -215,6 +227,63 @@ PAPER_RUNS = pa.schema(
         ("daily_cap_micros", _I64),
         ("started_at", TS),
         ("stopped_at", TS),
+        ("user_id", _STR),
+        ("notes", _STR),
+        ("opportunity_keys", pa.list_(_STR)),
+        ("filters_json", _STR),
+        ("settlement_delay_ns", _I64),
+        ("duration_minutes", pa.float64()),
+        ("ends_at", TS),
+        ("validation", _STR),
+        ("keys_present", pa.list_(_STR)),
+        ("stop_reason", _STR),
+        ("exposure_micros", _I64),
+        ("unsettled_micros", _I64),
+        ("broken", _I64),
+        ("version", pa.uint64()),
+    ]
+)
+PAPER_BALANCE_CHANGES = pa.schema(
+    [
+        ("id", _STR),
+        ("ts", TS),
+        ("run_id", _STR),
+        ("user_id", _STR),
+        ("kind", _STR),
+        ("trade_id", _STR),
+        ("amount_micros", _I64),
+        ("balance_micros", _I64),
+        ("pnl_micros", _I64),
+    ]
+)
+USERS = pa.schema(
+    [
+        ("user_id", _STR),
+        ("ts", TS),
+        ("name", _STR),
+        ("api_key_hash", _STR),
+        ("api_key_prefix", _STR),
+        ("created_at", TS),
+        ("disabled", pa.uint8()),
+    ]
+)
+USER_PROFILES = pa.schema(
+    [
+        ("user_id", _STR),
+        ("ts", TS),
+        ("min_net_edge_micros", _I64),
+        ("max_leg_micros", _I64),
+        ("daily_cap_micros", _I64),
+    ]
+)
+USER_SECRETS = pa.schema(
+    [
+        ("user_id", _STR),
+        ("venue", _STR),
+        ("ts", TS),
+        ("fields", pa.list_(_STR)),
+        ("ciphertext", _STR),
+        ("deleted", pa.uint8()),
     ]
 )
 DEAD_LETTERS = pa.schema(
@@ -313,6 +382,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     "decisions": DECISIONS,
     "paper_trades": PAPER_TRADES,
     "paper_runs": PAPER_RUNS,
+    "paper_balance_changes": PAPER_BALANCE_CHANGES,
+    "users": USERS,
+    "user_profiles": USER_PROFILES,
+    "user_secrets": USER_SECRETS,
     "dead_letters": DEAD_LETTERS,
     "sim_calibrations": SIM_CALIBRATIONS,
     "sim_jobs": SIM_JOBS,
@@ -541,23 +614,109 @@ def intents_table(events: Sequence[Intent]) -> pa.Table:
     return _event_table(INTENTS, events, {"legs_json": lambda e: _json_text(e.legs)})
 
 
-def decisions_table(events: Sequence[Decision]) -> pa.Table:
-    """One row per paper decision; checks as JSON, taken as 0/1."""
+def paper_update_tables(updates: Sequence[RunUpdate]) -> dict[str, pa.Table]:
+    """A group of run steps fanned out: one row per decision, trade, balance change, and one per
+    step in `paper_runs` (the table keeps each run's latest)."""
+    return {
+        "decisions": _decision_rows(updates),
+        "paper_trades": _trade_rows(updates),
+        "paper_balance_changes": _balance_rows(updates),
+        "paper_runs": _run_rows(updates),
+    }
+
+
+def _decision_rows(updates: Sequence[RunUpdate]) -> pa.Table:
+    cols: dict[str, list[Any]] = {name: [] for name in DECISIONS.names}
+    for u in updates:
+        d, n = u.decisions, len(u.decisions)
+        if not n:
+            continue
+        cols["id"] += d.id
+        cols["ts"] += d.ts
+        cols["run_id"] += [u.run.run_id] * n
+        cols["intent_id"] += d.intent_id
+        cols["opportunity_key"] += d.opportunity_key
+        cols["decision_source"] += d.source
+        cols["taken"] += d.taken
+        cols["reason"] += d.reason
+        cols["checks_json"] += [""] * n  # legacy column: checks are the two masks over proto.paper.CHECKS
+        cols["intent_ts"] += d.intent_ts
+        cols["book_ts"] += d.book_ts
+        cols["user_id"] += [u.run.user_id] * n
+        cols["opportunity_id"] += d.opportunity_id
+        cols["detail"] += d.detail
+        cols["checks_run"] += d.checks_run
+        cols["checks_passed"] += d.checks_passed
+        cols["net_edge_per_contract_micros"] += d.net_edge_per_contract_micros
+        cols["size"] += d.size
+        cols["trade_id"] += d.trade_id
+    return _columns_table(DECISIONS, cols)
+
+
+def _trade_rows(updates: Sequence[RunUpdate]) -> pa.Table:
+    trades = [t for u in updates for t in u.trades]
     return _event_table(
-        DECISIONS,
-        events,
-        {"taken": lambda e: int(e.taken), "checks_json": lambda e: _json_text(e.checks)},
+        PAPER_TRADES, trades, {"legs_json": lambda e: _json_text(e.legs), "broken": lambda e: int(e.broken)}
     )
 
 
-def paper_trades_table(events: Sequence[PaperTrade]) -> pa.Table:
-    """One row per paper trade; leg fills as JSON."""
-    return _event_table(PAPER_TRADES, events, {"legs_json": lambda e: _json_text(e.legs)})
+def _balance_rows(updates: Sequence[RunUpdate]) -> pa.Table:
+    cols: dict[str, list[Any]] = {name: [] for name in PAPER_BALANCE_CHANGES.names}
+    for u in updates:
+        for c in u.balance_changes:
+            for name in PAPER_BALANCE_CHANGES.names:
+                if name == "run_id":
+                    cols[name].append(u.run.run_id)
+                elif name == "user_id":
+                    cols[name].append(u.run.user_id)
+                else:
+                    cols[name].append(getattr(c, name))
+    return _columns_table(PAPER_BALANCE_CHANGES, cols)
 
 
-def paper_runs_table(events: Sequence[RunStatus]) -> pa.Table:
-    """One row per run status; the table keeps the latest per run_id."""
-    return _event_table(PAPER_RUNS, events, {})
+def _run_rows(updates: Sequence[RunUpdate]) -> pa.Table:
+    cols: dict[str, list[Any]] = {name: [] for name in PAPER_RUNS.names}
+    for u in updates:
+        r, s = u.run, u.snapshot
+        row = {
+            "run_id": r.run_id,
+            "ts": u.ts,
+            "state": s.state,
+            "label": r.label,
+            "starting_micros": r.starting_micros,
+            "balance_micros": s.balance_micros,
+            "pnl_micros": s.pnl_micros,
+            "fees_micros": s.fees_micros,
+            "decisions": s.decisions,
+            "taken": s.taken,
+            "trades": s.trades,
+            "min_net_edge_micros": r.min_net_edge_micros,
+            "max_leg_micros": r.max_leg_micros,
+            "daily_cap_micros": r.daily_cap_micros,
+            "started_at": r.started_at,
+            "stopped_at": s.stopped_at,
+            "user_id": r.user_id,
+            "notes": r.notes,
+            "opportunity_keys": r.opportunity_keys,
+            "filters_json": _json_text(r.filters),
+            "settlement_delay_ns": r.settlement_delay_ns,
+            "duration_minutes": r.duration_minutes,
+            "ends_at": r.ends_at,
+            "validation": r.validation,
+            "keys_present": r.keys_present,
+            "stop_reason": s.stop_reason,
+            "exposure_micros": s.exposure_micros,
+            "unsettled_micros": s.unsettled_micros,
+            "broken": s.broken,
+            "version": s.version,
+        }
+        for name, value in row.items():
+            cols[name].append(value)
+    return _columns_table(PAPER_RUNS, cols)
+
+
+def _columns_table(schema: pa.Schema, cols: dict[str, list[Any]]) -> pa.Table:
+    return pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema)
 
 
 def dead_letters_table(letters: Sequence[DeadLetter]) -> pa.Table:
@@ -707,9 +866,6 @@ TABLE_FOR_EVENT: dict[type, tuple[str, Callable[[Any], pa.Table]]] = {
     MarketInfo: ("market_info", market_info_table),
     Opportunity: ("opportunities", opportunities_table),
     Intent: ("intents", intents_table),
-    Decision: ("decisions", decisions_table),
-    PaperTrade: ("paper_trades", paper_trades_table),
-    RunStatus: ("paper_runs", paper_runs_table),
     DeadLetter: ("dead_letters", dead_letters_table),
     SimCalibration: ("sim_calibrations", sim_calibrations_table),
     SimJob: ("sim_jobs", sim_jobs_table),
@@ -720,6 +876,7 @@ TABLE_FOR_EVENT: dict[type, tuple[str, Callable[[Any], pa.Table]]] = {
 TABLES_FOR_EVENT: dict[type, Callable[[Any], dict[str, pa.Table]]] = {
     SimResult: sim_result_tables,
     SimResultPart: sim_result_tables,
+    RunUpdate: paper_update_tables,
 }
 """Event class → builder of several tables (a run's result fills one table per file)."""
 

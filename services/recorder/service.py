@@ -19,15 +19,13 @@ from proto.events import (
     BarBatch,
     BookBatch,
     DeadLetter,
-    Decision,
     Intent,
     MarketInfo,
     Opportunity,
-    PaperTrade,
     RawBatch,
-    RunStatus,
     TradeBatch,
 )
+from proto.paper import RunUpdate
 from proto.sim import AnySimEvent, SimCalibration, SimJob, SimResult, SimResultPart, SimStatus
 from services.runtime import Service
 
@@ -48,8 +46,8 @@ CONSUMERS: tuple[tuple[str, str, list[str], Any], ...] = (
     (
         "recorder-paper",
         streams.PAPER.name,
-        [subjects.PAPER_DECISION_ALL, subjects.PAPER_TRADE_ALL, subjects.PAPER_RUN_ALL],
-        Decision | PaperTrade | RunStatus,
+        [subjects.PAPER_UPDATE_ALL],
+        RunUpdate,
     ),
     ("recorder-dlq", streams.DLQ.name, [subjects.DLQ_ALL], DeadLetter),
     ("recorder-sim", streams.SIM.name, [subjects.SIM_JOB_ALL, subjects.SIM_CALIBRATION_ALL], AnySimEvent),

@@ -18,9 +18,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from libs.bars.assets import parse_overrides
+from libs.config import Settings
 from libs.ids import new_id
 from libs.store import Store
-from services.report import routes_bars
+from services.report import routes_bars, routes_page, routes_simulator, routes_users
 from services.report.routes_bars import ApiError, error_response
 from services.report.summary import build, render
 
@@ -38,9 +39,9 @@ async def report_text(request: Request) -> Response:
     return PlainTextResponse(render(report) + "\n")
 
 
-def build_app(store: Store, nc: Any, summary_json: Any, log: Any, asset_overrides: str = "") -> Starlette:
+def build_app(store: Store, nc: Any, summary_json: Any, log: Any, settings: Settings) -> Starlette:
     """The app over `store` (ClickHouse), `nc` (a nats-py connection) and the report's JSON maker;
-    `asset_overrides` is MT_BARS_ASSET_OVERRIDES (checked here, so a bad value stops the service)."""
+    MT_BARS_ASSET_OVERRIDES is checked here, so a bad value stops the service."""
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -68,11 +69,16 @@ def build_app(store: Store, nc: Any, summary_json: Any, log: Any, asset_override
             Route("/report", report_json, methods=["GET"]),
             Route("/report.txt", report_text, methods=["GET"]),
             *routes_bars.ROUTES,
+            *routes_users.ROUTES,
+            *routes_simulator.ROUTES,
+            *routes_page.ROUTES,
         ],
         exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: crash},
     )
     app.state.store = store
     app.state.nc = nc
     app.state.summary_json = summary_json
-    app.state.asset_overrides = parse_overrides(asset_overrides)
+    app.state.asset_overrides = parse_overrides(settings.bars_asset_overrides)
+    app.state.settings = settings
+    app.state.log = log
     return app

@@ -53,9 +53,7 @@ class ReportService(Service):
 
     async def _start_http(self, host: str, port: int) -> None:
         """Bind first (so a taken port fails start() with a clear OSError), then serve."""
-        app = build_app(
-            self.store, self.ctx.bus.nc, self.summary_json, self.log, self.ctx.settings.bars_asset_overrides
-        )
+        app = build_app(self.store, self.ctx.bus.nc, self.summary_json, self.log, self.ctx.settings)
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -127,6 +127,7 @@ def test_migrations_apply_once_and_match_the_arrow_schemas(store: Store) -> None
         "0003_market_data",
         "0004_nightly",
         "0005_market_info",
+        "0006_paper",
     ]
     for table, schema in tb.SCHEMAS.items():
         cols = store.query_arrow(
@@ -168,6 +169,7 @@ def test_a_failing_migration_names_itself_and_is_not_recorded(store: Store, tmp_
         "0003_market_data",
         "0004_nightly",
         "0005_market_info",
+        "0006_paper",
     ]
 
 

@@ -104,6 +104,8 @@ def test_every_table_has_a_writer() -> None:
     event_tables = {t for t, _ in tables.TABLE_FOR_EVENT.values()}
     sim_tables = {"sim_files", "sim_metrics", *tables.SIM_FILE_SCHEMAS}
     service_tables = {"nightly_updates"}  # written by the bars service itself
+    service_tables |= {"users", "user_profiles", "user_secrets"}  # written by the report service's user API
+    event_tables |= set(tables.paper_update_tables([]))
     assert event_tables | sim_tables | service_tables == set(tables.SCHEMAS)
 
 
