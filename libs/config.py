@@ -61,6 +61,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """MT_KALSHI_API_KEY_ID: Kalshi API key id, for authenticated calls (balance)."""
     kalshi_private_key_path: Path | None = None
     """MT_KALSHI_PRIVATE_KEY_PATH: PEM file of the Kalshi RSA private key."""
+    venue_hosts_allowed: str = ""
+    """MT_VENUE_HOSTS_ALLOWED: comma-separated extra venue API base URLs (http allowed) a user may give as
+    the `host` of their Kalshi/Polymarket secrets, besides the venues' own https hosts; for tests and
+    private mirrors (live validation calls that host from the paper service: never let users pick any URL)."""
     # OHLCV bar manager
     bars_providers: str = "polygon,fmp,tiingo"
     """MT_BARS_PROVIDERS: bar providers in priority order (those with an API key are used)."""
@@ -175,6 +179,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "MT_KALSHI_USE_DEMO": ("kalshi_use_demo", bool),
     "MT_KALSHI_API_KEY_ID": ("kalshi_api_key_id", str),
     "MT_KALSHI_PRIVATE_KEY_PATH": ("kalshi_private_key_path", Path),
+    "MT_VENUE_HOSTS_ALLOWED": ("venue_hosts_allowed", str),
     "MT_BARS_PROVIDERS": ("bars_providers", str),
     "MT_POLYGON_API_KEY": ("polygon_api_key", str),
     "MT_POLYGON_HOST": ("polygon_host", str),

@@ -20,7 +20,9 @@ class _Stderr:
 def setup(fmt: str = "console", level: str = "info") -> None:
     """Configure structlog for the process; every logger binds its service and run id."""
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[

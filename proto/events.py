@@ -240,6 +240,7 @@ class LegFill(msgspec.Struct, frozen=True, kw_only=True):
     fee_micros: int
     worst_px: int
     fill_pct: float = 0.0
+    """matched_size / requested_size as a percent, 0-100 (100.0 = filled in full), not a fraction."""
     executed_at: int = 0
     """When this leg filled: the second leg fills MT_PAPER_LEG_GAP_MS after the first."""
     book_ts: int = 0
@@ -262,6 +263,7 @@ class PaperTrade(Event, kw_only=True, tag="paper.trade.v1"):
     requested_size: int
     matched_size: int
     fill_pct: float
+    """matched_size / requested_size as a percent, 0-100 (100.0 = filled in full), not a fraction."""
     legs: list[LegFill]
     cost_micros: int
     fee_micros: int

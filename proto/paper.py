@@ -272,6 +272,7 @@ class LegView(msgspec.Struct, frozen=True, kw_only=True):
     requested_size: int
     matched_size: int
     fill_pct: float
+    """matched_size / requested_size as a percent, 0-100 (100.0 = filled in full), not a fraction."""
     avg_price: float | None
     worst_price: float | None
     cost_usd: float
@@ -290,6 +291,7 @@ class TradeView(msgspec.Struct, frozen=True, kw_only=True):
     requested_size: int
     matched_size: int
     fill_pct: float
+    """matched_size / requested_size as a percent, 0-100 (100.0 = filled in full), not a fraction."""
     broken: bool
     unhedged_size: int
     exposure_usd: float

@@ -19,7 +19,7 @@ from libs import config, log
 from libs.bus import NatsServerError
 from libs.config import ConfigError, Settings
 from libs.store import StoreError
-from services import cli_bars, cli_ingest, cli_markets
+from services import cli_bars, cli_ingest, cli_markets, cli_users
 from services.demo import UP_ORDER, DrainTimeout
 
 
@@ -324,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     cli_ingest.add_ingest_parsers(sub)
     cli_markets.add_markets_parser(sub)
     cli_bars.add_bars_parser(sub)
+    cli_users.add_users_parser(sub)
     args = p.parse_args(argv)
 
     try:
@@ -363,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             return cli_markets.cmd_markets(settings, args)
         if args.cmd == "bars":
             return cli_bars.cmd_bars(settings, args)
+        if args.cmd == "users":
+            return cli_users.cmd_users(settings, args)
     except (ConfigError, ValueError, OSError, StoreError, NatsServerError, DrainTimeout) as e:
         print(f"markettwin: error: {e}", file=sys.stderr)
         return 2

@@ -18,8 +18,10 @@ import msgspec
 from libs.bus import free_port
 from libs.bus.admin import wait_idle
 from libs.config import Settings
-from proto import streams
+from proto import codec, streams, subjects
+from proto.paper import PaperReply, StopRun
 from services.demo_md import market_data_demo
+from services.demo_paper import PaperDemo
 from services.recorder.service import CONSUMERS as RECORDER_CONSUMERS
 from services.report.summary import Report, build
 from services.runtime import Stack
@@ -45,7 +47,11 @@ async def drain(stack: Stack, consumers: list[tuple[str, str]] | None = None, ti
     it will make is in the INTENT stream; likewise paper for decisions and trades.
     """
     bus = stack.buses[0]
-    stages = [[(streams.MD.name, "detect")], [(streams.INTENT.name, "paper")], RECORDERS]
+    stages = [
+        [(streams.MD.name, "detect")],
+        [(streams.INTENT.name, "paper-intents"), (streams.OPP.name, "paper-opps")],
+        RECORDERS,
+    ]
     for stage in [consumers] if consumers else stages:
         if not await wait_idle(bus, stage, timeout_s=timeout_s):
             raise DrainTimeout(f"consumers {[d for _, d in stage]} still busy after {timeout_s:.0f}s")
@@ -60,16 +66,19 @@ async def run_demo(
     on_report: Callable[[Report], None] | None = None,
     market_data: bool = False,
 ) -> Report:
-    """Replay the Fed market, run the synthetic market for `synthetic_s`, stop the run, report;
+    """Start a user's paper runs over the HTTP API, replay the Fed market, run the synthetic market
+    for `synthetic_s`, stop the runs, report (and print the paper-trading part, `demo_paper`);
     with `market_data`, print the market-data part (`demo_md`); with `sim_runs` > 0, print the
     simulation job's summary."""
-    port = free_port() if market_data else 0
+    port = free_port()
     settings = msgspec.structs.replace(settings, ingest_sources="", http_port=port, http_host="127.0.0.1")
     stack = await Stack.open(settings)
     try:
         for name in UP_ORDER:
             await stack.start(name)
         ingest = stack.running["ingest"]
+        paper = PaperDemo(settings, port)
+        await paper.open()
         try:
             await ingest.run_replay(speed=replay_speed)  # type: ignore[attr-defined]
         except FileNotFoundError as e:  # a user's clone has no ../shared: show the synthetic market
@@ -77,11 +86,13 @@ async def run_demo(
         if synthetic_s > 0:
             await ingest.run_synthetic(duration_s=synthetic_s, rate=synthetic_rate)  # type: ignore[attr-defined]
         await drain(stack)
-        await stack.stop_service("paper")  # publishes the runs' final status
+        paper_lines = await paper.close()  # reads the runs back over HTTP and stops them
+        await stop_default_run(stack)
         await drain(stack, RECORDERS)
         report = await asyncio.to_thread(build, stack.store)
         if on_report is not None:
             on_report(report)
+        print(paper_lines, flush=True)
         if market_data:
             await stack.stop_service("detect")  # the prediction-market pipeline is done; these are other venues
             print(await market_data_demo(stack, port), flush=True)
@@ -92,6 +103,15 @@ async def run_demo(
         return report
     finally:
         await stack.close()
+
+
+async def stop_default_run(stack: Stack) -> None:
+    """Stop the built-in `default` user's run (MT_PAPER_DEFAULT_RUN), as a user would stop theirs."""
+    bus = stack.buses[0]
+    msg = await bus.nc.request(subjects.svc("paper", "stop"), codec.encode(StopRun(user_id="default")), timeout=30)
+    reply = codec.decode(msg.data, PaperReply)
+    if reply.status >= 400 and reply.status != 404:  # 404: MT_PAPER_DEFAULT_RUN is off
+        raise RuntimeError(f"demo: stopping the default run: {reply.status} {reply.detail}")
 
 
 def simulation_demo(nats_url: str, n_runs: int) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 import services
-from libs.bus import Bus, LocalNatsServer
+from libs.bus import Bus, LocalNatsServer, subscriptions_live
 from libs.config import Settings
 from libs.store import Store, open_store
 from proto import streams
@@ -126,7 +126,7 @@ class Stack:
         await svc.start()
         # the server has processed every subscription the service made: a request sent right after
         # start() returns (from any connection) reaches it instead of finding no responder
-        await bus.nc.flush()
+        await subscriptions_live(bus.nc)
         self.running[name] = svc
         ctx.log.info("service started")
         return svc

@@ -13,9 +13,7 @@ import msgspec
 from proto.events import (
     BarBatch,
     BookBatch,
-    Check,
     DeadLetter,
-    Decision,
     Intent,
     Leg,
     LegFill,
@@ -23,10 +21,10 @@ from proto.events import (
     Opportunity,
     PaperTrade,
     RawBatch,
-    RunStatus,
     TickRange,
     TradeBatch,
 )
+from proto.paper import CHECK_BIT, BalanceChange, DecisionColumns, PendingSettlement, RunConfig, RunSnapshot, RunUpdate
 
 T0 = 1_732_000_000_123_456_789  # 2024-11-19, UTC ns
 
@@ -175,20 +173,94 @@ def intent(id: str, **changes: Any) -> Intent:
     )
 
 
-def decision(id: str, **changes: Any) -> Decision:
+def decisions(run_id: str = "run-1", n: int = 2, first: int = 0) -> DecisionColumns:
+    """`n` decisions of one run on intents int-<first>…: the first taken, the others skipped at the daily cap."""
+    ran_all = sum(CHECK_BIT.values())
+    cap_fail = ran_all & ~(CHECK_BIT["liquidity"] | CHECK_BIT["fill_edge"])
+    return DecisionColumns(
+        id=[f"{run_id}:int-{first + i}" for i in range(n)],
+        ts=[T0 + 3 + i for i in range(n)],
+        source=["intent"] * n,
+        intent_id=[f"int-{first + i}" for i in range(n)],
+        opportunity_id=[f"opp-{i}" for i in range(n)],
+        opportunity_key=["kalshi:KX-A|polymarket:PM-X"] * n,
+        taken=[i == 0 for i in range(n)],
+        reason=["taken" if i == 0 else "daily_cap" for i in range(n)],
+        checks_run=[ran_all if i == 0 else cap_fail for i in range(n)],
+        checks_passed=[ran_all if i == 0 else cap_fail & ~CHECK_BIT["daily_cap"] for i in range(n)],
+        detail=["7 of 10" if i == 0 else 'daily cap: it\'s "spent" $5,000.00' for i in range(n)],
+        net_edge_per_contract_micros=[44_000] * n,
+        size=[10] + [0] * (n - 1),
+        intent_ts=[T0 + 2 + i for i in range(n)],
+        book_ts=[T0] * n,
+        trade_id=[f"{run_id}:int-{first}:T"] + [""] * (n - 1),
+    )
+
+
+def run_config(run_id: str = "run-1", **changes: Any) -> RunConfig:
     return _with(
-        Decision(
+        RunConfig(
+            run_id=run_id,
+            user_id="u1",
+            label="default",
+            notes="first try",
+            opportunity_keys=["kalshi:KX-A|polymarket:PM-X"],
+            starting_micros=10_000_000_000,
+            min_net_edge_micros=5_000,
+            max_leg_micros=1_000_000_000,
+            daily_cap_micros=5_000_000_000,
+            settlement_delay_ns=2 * 10**9,
+            duration_minutes=60.0,
+            started_at=T0,
+            ends_at=T0 + 3600 * 10**9,
+            keys_present=["kalshi"],
+        ),
+        changes,
+    )
+
+
+def run_update(
+    id: str, ts: int, state: str = "running", version: int = 1, stopped_at: int | None = None, **changes: Any
+) -> RunUpdate:
+    """One step of run-1: two decisions, one trade, its fill and the run's snapshot after them."""
+    trade = paper_trade("run-1:int-0:T")
+    return _with(
+        RunUpdate(
             id=id,
-            ts=T0 + 3,
-            run_id="run-1",
-            intent_id="int-1",
-            opportunity_key="kalshi:KX-A|polymarket:PM-X",
-            decision_source="intent",
-            taken=False,
-            reason='daily cap: it\'s "spent"',
-            checks=[Check(name="edge", passed=True), Check(name="cap", passed=False, detail="5000 > 4000")],
-            intent_ts=T0 + 2,
-            book_ts=T0,
+            ts=ts,
+            run=run_config(),
+            snapshot=RunSnapshot(
+                version=version,
+                state=state,  # type: ignore[arg-type]
+                stop_reason="requested" if state == "stopped" else "",
+                stopped_at=stopped_at,
+                balance_micros=10_000_000_000 - 6_690_000,
+                fees_micros=40_000,
+                unsettled_micros=7_000_000,
+                decisions=2,
+                taken=1,
+                trades=1,
+                spent_by_day={20046: 6_690_000},
+                pending=[
+                    PendingSettlement(
+                        trade_id=trade.id, settled_at=trade.settled_at, payout_micros=7_000_000, pnl_micros=310_000
+                    )
+                ],
+                intent_seq=7,
+            ),
+            decisions=decisions(),
+            trades=[trade],
+            balance_changes=[
+                BalanceChange(
+                    id=f"{trade.id}:fill",
+                    ts=trade.executed_at,
+                    kind="fill",
+                    trade_id=trade.id,
+                    amount_micros=-6_690_000,
+                    balance_micros=10_000_000_000 - 6_690_000,
+                    pnl_micros=0,
+                )
+            ],
         ),
         changes,
     )
@@ -216,7 +288,7 @@ def paper_trade(id: str, **changes: Any) -> PaperTrade:
             opportunity_key="kalshi:KX-A|polymarket:PM-X",
             requested_size=10,
             matched_size=7,
-            fill_pct=0.7,
+            fill_pct=70.0,
             legs=[fill],
             cost_micros=6_650_000,
             fee_micros=40_000,
@@ -224,31 +296,6 @@ def paper_trade(id: str, **changes: Any) -> PaperTrade:
             pnl_micros=310_000,
             executed_at=T0 + 4,
             settled_at=T0 + 4 + 2 * 10**9,
-        ),
-        changes,
-    )
-
-
-def run_status(id: str, ts: int, state: str, stopped_at: int | None = None, **changes: Any) -> RunStatus:
-    return _with(
-        RunStatus(
-            id=id,
-            ts=ts,
-            run_id="run-1",
-            state=state,  # type: ignore[arg-type]
-            label="default",
-            starting_micros=10_000_000_000,
-            balance_micros=10_000_310_000,
-            pnl_micros=310_000,
-            fees_micros=40_000,
-            decisions=2,
-            taken=1,
-            trades=1,
-            min_net_edge_micros=5_000,
-            max_leg_micros=1_000_000_000,
-            daily_cap_micros=5_000_000_000,
-            started_at=T0,
-            stopped_at=stopped_at,
         ),
         changes,
     )

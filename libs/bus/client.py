@@ -38,6 +38,18 @@ def stream_config(d: StreamDef) -> StreamConfig:
     )
 
 
+async def subscriptions_live(nc: Client) -> None:
+    """Return once the server has every subscription made so far on `nc`.
+
+    One `flush()` is not enough with nats-py 2.16: its PING can reach the socket while a new SUB
+    still waits in the pending buffer for the flusher task, so the PONG may come back before the
+    server has the SUB (and a message published right after is lost). The second PING goes out
+    after the SUB, so its PONG proves the subscription is in place.
+    """
+    await nc.flush()
+    await nc.flush()
+
+
 class Bus:
     """One NATS connection with JetStream: idempotent streams, typed publish and subscribe."""
 

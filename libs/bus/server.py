@@ -8,6 +8,7 @@ directory of the caller's choosing.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import signal
 import socket
@@ -52,6 +53,10 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+DASHBOARD_SUBJECTS = "ui.simulator.>"
+"""What a WebSocket (browser) connection may subscribe to: the simulator's live events."""
+
+
 class LocalNatsServer:
     """Starts and stops one nats-server with JetStream and WebSocket on free loopback ports."""
 
@@ -70,13 +75,30 @@ class LocalNatsServer:
         return f"ws://127.0.0.1:{self.ws_port}"
 
     def config_text(self) -> str:
-        """The server configuration: loopback, JetStream under data_dir, WebSocket without TLS."""
+        """The server configuration: loopback, JetStream under data_dir, WebSocket without TLS.
+
+        Two users: a plain TCP connection without credentials is `services` (everything); a
+        WebSocket connection without credentials is `dashboard`, which may only subscribe to the
+        live `ui.simulator.>` events (no publishing, no requests, no JetStream): a browser tab can
+        watch, never act for a user. Per-user isolation on that path needs NATS accounts (see the
+        README); the report service's /simulator/ws checks the user's token instead.
+        """
         store = (self.data_dir / "jetstream").resolve()
+        services_pw, dashboard_pw = secrets.token_hex(16), secrets.token_hex(16)
         return (
             f'listen: "127.0.0.1:{self.port}"\n'
             "max_payload: 8MB\n"
             f'jetstream {{ store_dir: "{store}" }}\n'
-            f'websocket {{ listen: "127.0.0.1:{self.ws_port}"; no_tls: true }}\n'
+            "authorization {\n"
+            "  users = [\n"
+            f'    {{ user: "services", password: "{services_pw}", allowed_connection_types: ["STANDARD"] }}\n'
+            f'    {{ user: "dashboard", password: "{dashboard_pw}", allowed_connection_types: ["WEBSOCKET"],\n'
+            f'       permissions: {{ publish: {{ deny: [">"] }},\n'
+            f'                       subscribe: {{ allow: ["{DASHBOARD_SUBJECTS}"] }} }} }}\n'
+            "  ]\n"
+            "}\n"
+            'no_auth_user: "services"\n'
+            f'websocket {{ listen: "127.0.0.1:{self.ws_port}"; no_tls: true; no_auth_user: "dashboard" }}\n'
         )
 
     def start(self, timeout_s: float = 10.0) -> LocalNatsServer:

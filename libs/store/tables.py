@@ -637,7 +637,7 @@ def _decision_rows(updates: Sequence[RunUpdate]) -> pa.Table:
         cols["intent_id"] += d.intent_id
         cols["opportunity_key"] += d.opportunity_key
         cols["decision_source"] += d.source
-        cols["taken"] += d.taken
+        cols["taken"] += [int(t) for t in d.taken]
         cols["reason"] += d.reason
         cols["checks_json"] += [""] * n  # legacy column: checks are the two masks over proto.paper.CHECKS
         cols["intent_ts"] += d.intent_ts

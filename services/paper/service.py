@@ -1,119 +1,510 @@
-"""paper: dry-run execution. Every intent gets a decision from every running paper run.
+"""paper: the dry-run execution simulator. Users' runs decide every intent and success-span start
+they watch, fill virtually against the books, and settle; nothing is ever sent to a venue.
 
-Books arrive on core NATS (`md.book.>`). A leg fills against the latest book paper holds
-as of the intent's market time plus the execution latency (MT_PAPER_LATENCY_MS): live,
-that is simply the newest book; in a replay running faster than real time it stops the
-paper trader from filling against books from the intent's future.
+Wiring (the rules live in `libs.paper.engine` and `services.paper.runs`):
 
-Intents come from a durable pull consumer and are acked only once the decisions (and
-trades) are stored in JetStream. A run's state changes only after its decision is
-published, and an intent a run has decided is not decided again when redelivered.
+- Books and market facts: `intake.BookIntake`, an ephemeral consumer on MD from now −
+  MT_PAPER_BOOK_LOOKBACK_S into `libs.paper.books` (venues without a fee model are skipped). The
+  service starts deciding only once the intake has caught up with the stream, and catches up again
+  when an intent names a book newer than any it holds.
+- Intents: durable consumer `paper-intents` on INTENT; success spans: `paper-opps` on OPP (only
+  `opened` steps make decisions), both `consumer.OrderedConsumer` (strict order, one ack per
+  batch). A run skips an order whose stream sequence is not past its `snapshot.intent_seq` /
+  `opp_seq`, and the service skips an order id it saw under another sequence (published twice).
+- Every change to a run is applied in memory at once and stored as a `RunUpdate` on
+  `paper.update.<run_id>` by `commit.Committer`: one update in flight per run, steps queued
+  meanwhile stored together in the next one (each update carries the snapshot after its last
+  step), a failed publish retried under the same message id, never skipped. A batch of intents is
+  acked only once every run that decided it has stored those steps; so after a crash or a restart
+  the runs resume from their last stored update and the unacked intents are decided again, once.
+- svc.paper.start / stop / active (queue group `paper`), msgpack StartRun/StopRun/UserQuery in,
+  msgpack PaperReply out; start and stop reply once the run's step is stored. Statuses: 201
+  started; 200 stopped / the user's running runs; 400 undecodable request (the msgspec error names
+  the field); 404 unknown verb, a run that is not the user's ("run '<id>' not found for user <id>"),
+  or no active run to stop ("user <id> has no active run"); 409 the user's limit ("user <id>
+  already has 5 active runs (the limit): stop one first") or a run that is not running ("run '<id>'
+  is already stopped (requested)" / "... completed (duration)"); 422 a bad field
+  (`services.paper.runs`); 503 the step could not be stored within 10 s; 500 an internal error
+  (logged with the reference the detail names).
+- Timers: settlement every 100 ms (wall clock: pending trades whose settled_at has passed are
+  credited, each exactly once since the pending list is part of the stored snapshot); run ends
+  every 1 s (running runs past ends_at complete with stop_reason `duration` / `max_duration`,
+  stopped_at = ends_at). After a restart the end timer waits until the intent backlog is decided,
+  so intents made before a run's end are decided by it even when the service was down then.
+- On start the service resumes every run from its last RunUpdate (running ones go on with balances
+  and pending settlements intact; stopped ones still settle what they have pending). On stop it
+  stores what it decided (up to 10 s) and stops its consumers and timers: a service restart never
+  stops a run.
+- MT_PAPER_DEFAULT_RUN: the built-in user `default` gets a run from the MT_PAPER_* settings (label
+  `default`) when it has none running (the demo's run).
+- Live events (core NATS, JSON), once the step is stored: `ui.simulator.<user_id>.trade`
+  ({"event": "simulator:trade", "data": TradeView}) for each trade, and `ui.simulator.<user_id>.run`
+  ({"event": "simulator:run", "data": RunView}) at once on start, stop, end and settlement, and
+  at most 4 times a second per run while it decides.
+- Secrets (live validation) are read through `libs.users.secrets.load_secrets` in
+  `libs.paper.exchange` and never logged.
+- Once started, the service moves every object alive into the garbage collector's permanent
+  generation (`gc.freeze()`, process-wide): full collections otherwise rescanned the whole import
+  heap and stalled intents for 50-70 ms.
 """
 
 from __future__ import annotations
 
-import copy
+import asyncio
+import contextlib
+import gc
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable
+from typing import Any
 
-from libs.bookstate import BookHistory, Books, check_batch
-from libs.bus import PullConsumer
+import msgspec
+import numpy as np
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
 from libs.fees import fee_models
 from libs.ids import new_id, now_ns
-from proto import streams, subjects
-from proto.events import BookBatch, Intent
+from libs.paper.books import BookHistory, MarketFacts
+from libs.paper.engine import INTENT_OK, Engine, EngineSettings, Prepared, warm_up
+from libs.paper.views import trade_view
+from proto import codec, streams, subjects
+from proto.events import BookBatch, Intent, MarketInfo, Opportunity, PaperTrade
+from proto.paper import PaperReply, RunUpdate, StartRequest, StartRun, StopRun, UserQuery
 from proto.units import CASH_SCALE
-from services.paper.engine import Run, decide
+from services.paper.commit import Committer
+from services.paper.consumer import OrderedConsumer
+from services.paper.intake import BookIntake, MdEvent, last_updates
+from services.paper.runs import PaperRun, Part, RunError, first_snapshot, new_config
 from services.runtime import Service
+
+INTENT_DURABLE = "paper-intents"
+OPP_DURABLE = "paper-opps"
+QUEUE = "paper"
+DEFAULT_USER = "default"
+SETTLE_TICK_S = 0.1
+END_TICK_S = 1.0
+UI_MIN_INTERVAL_S = 0.25
+STORE_TIMEOUT_S = 10.0
+BOOK_SYNC_TIMEOUT_S = 0.5
+SEEN_MAX = 200_000
+"""Order ids remembered (with their stream sequence) to skip one published twice as two messages."""
 
 
 class PaperService(Service):
-    """Hosts the paper runs; starts one default run from the MT_PAPER_* settings."""
+    """Hosts every user's paper runs."""
 
     name = "paper"
 
     async def start(self) -> None:
         s = self.ctx.settings
-        self.history = BookHistory()
-        self.latency_ns = round(s.paper_latency_ms * 1e6)
-        self.decided: dict[str, set[str]] = {}
         self.fees = fee_models(s)
-        now = now_ns()
-        self.runs: dict[str, Run] = {}
-        self.add_run(
-            Run(
-                run_id=new_id(),
-                label="default",
-                starting_micros=round(s.paper_starting_usd * CASH_SCALE),
-                min_net_edge_micros=round(s.paper_min_edge_cents * CASH_SCALE / 100),
-                max_leg_micros=round(s.paper_max_leg_usd * CASH_SCALE),
-                daily_cap_micros=round(s.paper_daily_cap_usd * CASH_SCALE),
-                settlement_delay_ns=round(s.paper_settlement_delay_s * 1e9),
-                started_at=now,
-            )
+        self.books = BookHistory(lookback_ns=round(s.paper_book_lookback_s * 1e9))
+        self.facts = MarketFacts()
+        self.engine = Engine(
+            EngineSettings(
+                latency_ns=round(s.paper_latency_ms * 1e6),
+                leg_gap_ns=round(s.paper_leg_gap_ms * 1e6),
+                max_book_age_ns=round(s.paper_max_book_age_s * 1e9),
+                validation=s.paper_validation,
+            ),
+            self.books,
+            self.facts,
+            self.fees,
         )
-        for run in self.runs.values():
-            await self.ctx.bus.publish(subjects.paper("run", run.run_id), run.status(now))
-        self._book_sub = await self.ctx.bus.subscribe(subjects.BOOK_ALL, BookBatch, self._on_book)
-        self.consumer = await PullConsumer(
-            self.ctx.bus,
-            stream=streams.INTENT.name,
-            durable="paper",
-            filter_subjects=[subjects.INTENT_ALL],
-            kind=Intent,
-            ack_wait_s=self.ctx.settings.ack_wait_s,
-            handler=self.on_intents,
-            batch=64,
-        ).start()
+        await asyncio.to_thread(warm_up)  # the numba kernels, before any intent waits for them
+        self.live: Any = None
+        if s.paper_validation == "live":
+            from libs.paper.exchange import LiveValidator
 
-    def add_run(self, run: Run) -> None:
-        self.runs[run.run_id] = run
-        self.decided[run.run_id] = set()
-
-    async def _on_book(self, batch: BookBatch, _msg: object) -> None:
-        if batch.venue not in self.fees:  # not a venue paper trades (a LOBSTER replay, a generated equity)
-            return
-        try:
-            check_batch(batch)
-        except ValueError as e:
-            self.log.warning("book rejected", error=str(e))
-            return
-        self.history.add(batch)
-
-    def books_for(self, intent: Intent) -> Books:
-        """Each leg's book as of the intent's market time plus the execution latency."""
-        at = intent.book_ts + self.latency_ns
-        books: Books = {}
-        for leg in intent.legs:
-            book = self.history.at(leg.venue, leg.instrument, at)
-            if book is not None:
-                books[(leg.venue, leg.instrument)] = book
-        return books
-
-    async def on_intents(self, intents: list[Intent]) -> None:
-        """Decide every intent for every running run; publish decisions and trades."""
-        for intent in intents:
-            books = self.books_for(intent)
-            for run in list(self.runs.values()):
-                if run.state != "running" or intent.id in self.decided[run.run_id]:
-                    continue
-                before = copy.deepcopy(run)
-                decision, trade = decide(run, intent, books, self.fees, now_ns())
-                try:
-                    await self.ctx.bus.publish(subjects.paper("decision", run.run_id), decision)
-                    if trade is not None:
-                        await self.ctx.bus.publish(subjects.paper("trade", run.run_id), trade)
-                except Exception:
-                    self.runs[run.run_id] = before  # not published: the retry decides afresh
-                    raise
-                self.decided[run.run_id].add(intent.id)
+            self.live = LiveValidator(s, self.ctx.store, self.log, facts=self.facts)
+        self.lock = asyncio.Lock()
+        """Held while run state is read and changed (deciding, settling, starting, stopping)."""
+        self.runs: dict[str, PaperRun] = {}
+        self.ignored: set[str] = set()
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self.decided = 0
+        self.ends_enabled = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subs: list[Subscription] = []
+        self.consumers: list[OrderedConsumer] = []
+        self._ui_queue: asyncio.Queue[tuple[str, str, str, Any]] = asyncio.Queue()
+        bus = self.ctx.bus
+        self.committer = Committer(bus, self.log, self._on_stored)
+        for u in await last_updates(bus):
+            self.runs[u.run.run_id] = PaperRun(u.run, u.snapshot)
+        resumed = [r.run_id for r in self.runs.values() if r.running]
+        if self.runs:
+            self.log.info("runs loaded", runs=len(self.runs), running=len(resumed))
+        self.intake = await BookIntake(bus, self._on_md, lookback_s=s.paper_book_lookback_s, log=self.log).start()
+        if not await self.intake.caught_up(timeout_s=60):
+            self.log.warning("book intake still behind the MD stream after 60s; deciding anyway")
+        self._tasks = [asyncio.create_task(self._ui_sender(), name="paper:ui-sender")]
+        self._subs.append(await bus.nc.subscribe(subjects.SVC_PAPER_ALL, queue=QUEUE, cb=self._on_request))
+        if s.paper_default_run and not any(r.running and r.user_id == DEFAULT_USER for r in self.runs.values()):
+            await self._start_default()
+        self.consumers = [
+            await OrderedConsumer(
+                bus,
+                stream=streams.INTENT.name,
+                durable=INTENT_DURABLE,
+                filter_subject=subjects.INTENT_ALL,
+                kind=Intent,
+                ack_wait_s=s.ack_wait_s,
+                handler=self.on_intents,
+                log=self.log,
+                batch=512,
+            ).start(),
+            await OrderedConsumer(
+                bus,
+                stream=streams.OPP.name,
+                durable=OPP_DURABLE,
+                filter_subject=subjects.OPP_ALL,
+                kind=Opportunity,
+                ack_wait_s=s.ack_wait_s,
+                handler=self.on_opportunities,
+                log=self.log,
+                batch=256,
+            ).start(),
+        ]
+        self._tasks += [
+            asyncio.create_task(self._settle_loop(), name="paper:settle"),
+            asyncio.create_task(self._end_loop(), name="paper:ends"),
+            asyncio.create_task(self._ui_loop(), name="paper:ui"),
+        ]
+        # Everything alive now (modules, numba's compiled kernels, the runs) lives as long as the
+        # process: moved out of the collector's sight, a full collection no longer rescans it (one
+        # took 50-70 ms here, stalling every intent behind it).
+        gc.collect()
+        gc.freeze()
 
     async def stop(self) -> None:
-        await self.consumer.stop()
-        await self._book_sub.unsubscribe()
-        now = now_ns()
-        for run in self.runs.values():
-            if run.state == "running":
-                run.state, run.stopped_at = "stopped", now
-            await self.ctx.bus.publish(subjects.paper("run", run.run_id), run.status(now))
+        """Stop deciding, store what was decided (for up to 10 s), stop the timers. Runs stay as they
+        are: they resume on the next start, and nothing not stored was acked."""
+        for c in self.consumers:
+            await c.stop()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        async with self.lock:  # a decision in hand is queued before the drain
+            pass
+        finishing = [asyncio.create_task(c.finish(timeout_s=10)) for c in self.consumers]
+        if not await self.committer.drain(timeout_s=10):
+            self.log.warning("stopped with run steps not stored: their intents will be decided again")
+        await asyncio.gather(*finishing)
+        await self.intake.stop()
+        if self.live is not None:
+            await self.live.close()
+
+    # -- market data -------------------------------------------------------------------------
+
+    def _on_md(self, event: MdEvent) -> None:
+        if event.venue not in self.fees:  # not a venue paper trades (a LOBSTER replay, a generated equity)
+            if event.venue not in self.ignored:
+                self.ignored.add(event.venue)
+                self.log.info("ignoring market data of a venue without a fee model", venue=event.venue)
+            return
+        if isinstance(event, BookBatch):
+            self.books.add(event)
+        elif isinstance(event, MarketInfo):
+            self.facts.update(event)
+
+    async def _books_for(self, prep: Prepared) -> bool:
+        """Whether some order names books the intake may not have applied yet (none of its legs has a
+        book at or after the order's book time, the book detect priced it on): then wait for the
+        intake to catch up with the stream (True when it did)."""
+        need = prep.fail_at == INTENT_OK
+        if not need.any():
+            return False
+        newest = prep.row_ts0.max(axis=1)
+        missing = need & (newest < prep.book_ts)
+        if not missing.any():
+            return False
+        return await self.intake.caught_up(timeout_s=BOOK_SYNC_TIMEOUT_S)
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    async def on_intents(self, pairs: list[tuple[Intent, int]]) -> Awaitable[Any] | None:
+        """Decide a batch of intents for every run watching them (consumer handler); returns what
+        resolves once the decisions are stored (the consumer acks the intents then)."""
+        async with self.lock:
+            return await self._decide([p[0] for p in pairs], [p[1] for p in pairs], "intent")
+
+    async def on_opportunities(self, pairs: list[tuple[Opportunity, int]]) -> Awaitable[Any] | None:
+        """A success-span decision for every `opened` opportunity, per watching run."""
+        opened = [p for p in pairs if p[0].status == "opened"]
+        if not opened:
+            return None
+        async with self.lock:
+            return await self._decide([p[0] for p in opened], [p[1] for p in opened], "success_span")
+
+    def _fresh(self, orders: list[Any], seq_list: list[int], source: str) -> tuple[list[Any], list[int]]:
+        """Drop an order whose id came before under another stream sequence (a producer that published
+        it twice, past JetStream's duplicate window): its decision and trade ids would repeat. A
+        redelivery (same sequence) is left to the runs' sequence check."""
+        keep_o: list[Any] = []
+        keep_s: list[int] = []
+        seen = self._seen
+        span = source != "intent"
+        for o, seq in zip(orders, seq_list, strict=True):
+            key = f"span:{o.opportunity_id}" if span else o.id  # a str: not tracked by the garbage collector
+            first = seen.setdefault(key, seq)
+            if first != seq:
+                self.log.warning("duplicate order skipped", source=source, id=key, seq=seq, first_seq=first)
+                continue
+            keep_o.append(o)
+            keep_s.append(seq)
+        while len(seen) > SEEN_MAX:
+            seen.popitem(last=False)
+        return keep_o, keep_s
+
+    async def _decide(self, orders: list[Any], seq_list: list[int], source: str) -> Awaitable[Any] | None:
+        runs = [r for r in self.runs.values() if r.running]
+        if not runs:
+            return None
+        orders, seq_list = self._fresh(orders, seq_list, source)
+        if not orders:
+            return None
+        seqs = np.asarray(seq_list, np.int64)
+        ts = np.fromiter((o.ts for o in orders), np.int64, len(orders))
+        prep = self.engine.prepare(orders, source)  # type: ignore[arg-type]
+        if await self._books_for(prep):
+            prep = self.engine.prepare(orders, source)  # type: ignore[arg-type]
+        intent = source == "intent"
+        watch = np.zeros((len(orders), len(runs)), np.bool_)
+        ends: list[tuple[str, int] | None] = []
+        last: list[int] = []
+        for r, run in enumerate(runs):
+            w = run.watches(orders, seqs, ts, run.snap.intent_seq if intent else run.snap.opp_seq)
+            watch[:, r] = w
+            last.append(int(seqs[w].max()) if w.any() else 0)
+            past = ts >= run.config.ends_at
+            ends.append((run.end_reason(), run.config.ends_at) if past.any() else None)
+        limits = [run.limits() for run in runs]
+        live = None
+        if self.live is not None:
+            live = await self.live.validate(prep, limits, self.engine.reaching_validation(prep, limits, watch))
+        outcomes = self.engine.decide(prep, limits, watch, now_ns(), live)
+        touched = []
+        for run, outcome, end, seq in zip(runs, outcomes, ends, last, strict=True):
+            if outcome is None and end is None:
+                continue
+            run.decision_step(outcome, source=source, last_seq=seq, end=end)
+            touched.append(run)
+        self.decided += int(watch.sum())
+        return self._store(touched)
+
+    def _store(self, runs: list[PaperRun]) -> Awaitable[Any] | None:
+        """Send the runs' queued steps; what resolves once they are all stored."""
+        for run in runs:
+            self.committer.kick(run)
+        waits = [self.committer.wait_stored(run) for run in runs]
+        return asyncio.gather(*waits) if waits else None
+
+    def _on_stored(self, run: PaperRun, update: RunUpdate, parts: list[Part]) -> None:
+        """After a step is stored: its trades and (start, stop, end, settlement) the run to the UI."""
+        for part in parts:
+            for t in part.trades:
+                self._ui_queue.put_nowait((t.user_id, "trade", "simulator:trade", t))
+        if any(p.ui_run for p in parts):
+            self._ui_run(run, time.monotonic())
+        else:
+            run.ui_dirty = True
+
+    # -- timers ------------------------------------------------------------------------------
+
+    async def _settle_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SETTLE_TICK_S)
+            try:
+                async with self.lock:
+                    now = now_ns()
+                    settled = [r for r in self.runs.values() if r.settle_step(now) is not None]
+                self._store(settled)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # retried on the next tick
+                self.log.warning("settlement failed, retrying", error=str(e))
+
+    async def _end_loop(self) -> None:
+        await self._wait_backlog()
+        self.ends_enabled = True
+        while True:
+            try:
+                await self.complete_due(now_ns())
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.log.warning("ending runs failed, retrying", error=str(e))
+            await asyncio.sleep(END_TICK_S)
+
+    async def complete_due(self, now: int) -> list[str]:
+        """Complete every running run whose ends_at has passed; their ids."""
+        async with self.lock:
+            due = [r for r in self.runs.values() if r.running and r.config.ends_at <= now]
+            for r in due:
+                r.stop_step(state="completed", reason=r.end_reason(), stopped_at=r.config.ends_at)
+                self.log.info("run completed", run_id=r.run_id, reason=r.snap.stop_reason)
+        self._store(due)
+        return [r.run_id for r in due]
+
+    async def _wait_backlog(self, timeout_s: float = 120.0) -> None:
+        """Until the intents waiting when the service started are decided (or `timeout_s`)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                info = await self.ctx.bus.js.consumer_info(streams.INTENT.name, INTENT_DURABLE)
+                if not info.num_pending and not info.num_ack_pending:
+                    return
+            except Exception as e:
+                self.log.warning("intent backlog unknown", error=str(e))
+            await asyncio.sleep(0.2)
+
+    # -- live events -------------------------------------------------------------------------
+
+    def _ui_run(self, run: PaperRun, ui_now: float) -> None:
+        run.ui_sent = ui_now
+        run.ui_dirty = False
+        self._ui_queue.put_nowait((run.user_id, "run", "simulator:run", run.view()))
+
+    async def _ui_sender(self) -> None:
+        """Publish queued live events (trade views are built here, off the deciding path)."""
+        nc = self.ctx.bus.nc
+        while True:
+            user_id, kind, event, data = await self._ui_queue.get()
+            try:
+                subject = subjects.ui_simulator(user_id, kind)
+            except ValueError:
+                continue
+            if isinstance(data, PaperTrade):
+                data = trade_view(data, now_ns())
+            with contextlib.suppress(Exception):  # live views are best effort; the stored update is the truth
+                await nc.publish(subject, msgspec.json.encode({"event": event, "data": data}))
+
+    async def _ui_loop(self) -> None:
+        """Runs that changed get their view out at most every UI_MIN_INTERVAL_S."""
+        while True:
+            await asyncio.sleep(UI_MIN_INTERVAL_S / 2)
+            ui_now = time.monotonic()
+            for run in list(self.runs.values()):
+                if run.ui_dirty and ui_now - run.ui_sent >= UI_MIN_INTERVAL_S:
+                    self._ui_run(run, ui_now)
+
+    # -- svc.paper.* -------------------------------------------------------------------------
+
+    async def _on_request(self, msg: Msg) -> None:
+        verb = msg.subject.rsplit(".", 1)[-1]
+        try:
+            reply = await self.handle(verb, msg.data)
+        except Exception as e:  # never leave a caller without an answer
+            ref = new_id()
+            self.log.exception("svc.paper request failed", verb=verb, ref=ref, error=str(e))
+            reply = PaperReply(status=500, detail=f"internal error in the paper service (log reference {ref})")
+        if msg.reply:
+            await self.ctx.bus.nc.publish(msg.reply, codec.encode(reply))
+
+    async def handle(self, verb: str, data: bytes) -> PaperReply:
+        """One svc.paper.<verb> request (msgpack) → its reply."""
+        kinds: dict[str, type] = {"start": StartRun, "stop": StopRun, "active": UserQuery}
+        kind = kinds.get(verb)
+        if kind is None:
+            return PaperReply(status=404, detail=f"unknown verb svc.paper.{verb} (known: {', '.join(kinds)})")
+        try:
+            req = codec.decoder(kind).decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            return PaperReply(status=400, detail=f"bad svc.paper.{verb} request: {e}")
+        try:
+            if isinstance(req, StartRun):
+                return await self.start_run(req)
+            if isinstance(req, StopRun):
+                return await self.stop_run(req)
+            return self.active(req)
+        except RunError as e:
+            return PaperReply(status=e.status, detail=e.detail)
+
+    def _active_of(self, user_id: str) -> list[PaperRun]:
+        runs = [r for r in self.runs.values() if r.running and r.user_id == user_id]
+        return sorted(runs, key=lambda r: (r.config.started_at, r.run_id))
+
+    async def _stored(self, run: PaperRun, what: str) -> None:
+        """Wait (up to STORE_TIMEOUT_S) until the run's step is stored; 503 if it is not by then."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._store([run])), STORE_TIMEOUT_S)  # type: ignore[arg-type]
+        except TimeoutError:
+            raise RunError(
+                503,
+                f"run '{run.run_id}' {what}, but its step is not stored yet (the bus is slow or away); "
+                "it will be stored when the bus answers",
+            ) from None
+
+    async def start_run(self, req: StartRun) -> PaperReply:
+        """Start a run (201), or refuse it: 409 at the user's limit, 422 for a bad field."""
+        s = self.ctx.settings
+        async with self.lock:
+            now = now_ns()
+            cfg = new_config(
+                req,
+                now=now,
+                max_duration_min=s.paper_max_duration_minutes,
+                settlement_delay_ns=round(s.paper_settlement_delay_s * 1e9),
+                validation=s.paper_validation,  # type: ignore[arg-type]
+                venues=sorted(self.fees),
+            )
+            active = self._active_of(req.user_id)
+            if len(active) >= s.paper_max_runs_per_user:
+                raise RunError(
+                    409, f"user {req.user_id} already has {len(active)} active runs (the limit): stop one first"
+                )
+            run = PaperRun(cfg, first_snapshot(cfg))
+            run.start_step()
+            self.runs[cfg.run_id] = run
+        await self._stored(run, "was started")
+        self.log.info("run started", run_id=cfg.run_id, user_id=cfg.user_id, label=cfg.label)
+        return PaperReply(status=201, runs=[run.view()])
+
+    async def stop_run(self, req: StopRun) -> PaperReply:
+        """Stop a run of the user (by id, else their most recently started active one)."""
+        async with self.lock:
+            if req.run_id:
+                run = self.runs.get(req.run_id)
+                if run is None or run.user_id != req.user_id:
+                    raise RunError(404, f"run '{req.run_id}' not found for user {req.user_id}")
+                if not run.running:
+                    raise RunError(409, f"run '{req.run_id}' is already {run.snap.state} ({run.snap.stop_reason})")
+            else:
+                active = self._active_of(req.user_id)
+                if not active:
+                    raise RunError(404, f"user {req.user_id} has no active run")
+                run = active[-1]
+            now = now_ns()
+            run.stop_step(state="stopped", reason="requested", stopped_at=now)
+        await self._stored(run, "was stopped")
+        self.log.info("run stopped", run_id=run.run_id, user_id=run.user_id)
+        return PaperReply(status=200, runs=[run.view()])
+
+    def active(self, req: UserQuery) -> PaperReply:
+        return PaperReply(status=200, runs=[r.view() for r in self._active_of(req.user_id)])
+
+    async def _start_default(self) -> None:
+        s = self.ctx.settings
+        req = StartRun(
+            user_id=DEFAULT_USER,
+            request=StartRequest(starting_usd=s.paper_starting_usd, label="default"),
+            min_net_edge_micros=round(s.paper_min_edge_cents * CASH_SCALE / 100),
+            max_leg_micros=round(s.paper_max_leg_usd * CASH_SCALE),
+            daily_cap_micros=round(s.paper_daily_cap_usd * CASH_SCALE),
+        )
+        try:
+            reply = await self.start_run(req)
+        except RunError as e:
+            self.log.error("default run not started", status=e.status, detail=e.detail)
+            return
+        self.log.info("default run started", run_id=reply.runs[0].run_id)
 
 
 SERVICE = PaperService

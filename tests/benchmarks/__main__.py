@@ -3,8 +3,8 @@
 - e2e.md_updates_per_s: book updates from ingest through NATS (JetStream) into ClickHouse
   (recorder, chDB), batched as ingest publishes them; beside it the same work with one
   update per message (the unbatched peer) and the parts alone (publish, chDB insert).
-- paper.intent_to_decision_*: an intent published to JetStream until its decision arrives
-  back on NATS, through the paper service, at a steady rate.
+- paper.*: the paper service with 5 active runs: intents/s decided from a 100k backlog, intent →
+  decision latency p50/p99 at a steady rate, the engine alone (`tests/benchmarks/paper.py`).
 - lob.*: matching-engine operations per second on replayed real flow and a synthetic mix,
   beside peers' published figures (`tests/benchmarks/lob.py`).
 - sim.*: a calibrated full day on one core, Monte Carlo throughput, a 100-run job through
@@ -28,18 +28,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from libs import config, log
 from libs.bus.admin import wait_idle
-from libs.ids import new_id, now_ns
+from libs.ids import now_ns
 from libs.store.tables import book_tops_table
 from proto import codec, streams, subjects
-from proto.events import BookBatch, Decision
+from proto.events import BookBatch
 from services.ingest.synthetic import SyntheticMarket
 from services.runtime import Stack
 from tests.benchmarks import line
-from tests.factories import hedged_intent
 
 
 def make_batches(n_messages: int, rows_per_message: int, levels: int = 1) -> list[BookBatch]:
@@ -88,49 +85,6 @@ def chdb_insert(home: Path, batches: list[BookBatch]) -> float:
     return table.num_rows / elapsed
 
 
-async def intent_latency(home: Path, n: int = 2_000, rate: float = 1_000.0) -> tuple[float, float, float]:
-    """Median and p99 intent -> decision latency (ms) and the achieved rate, through paper."""
-    settings = config.load(
-        {}, home=home, http_port=0, paper_max_leg_usd=1e12, paper_daily_cap_usd=1e12, paper_starting_usd=1e12
-    )
-    stack = await Stack.open(settings)
-    try:
-        paper = await stack.start("paper")
-        for venue in ("polymarket", "kalshi"):
-            paper.history.add(  # type: ignore[attr-defined]
-                BookBatch(
-                    id=venue, ts=0, venue=venue, source="bench", levels=2, instruments=["BENCH"], inst_idx=[0],
-                    book_ts=[now_ns()], bid_px=[5_500, 5_400], bid_sz=[10**6] * 2, ask_px=[4_000, 4_100],
-                    ask_sz=[10**6] * 2,
-                )
-            )  # fmt: skip
-        bus = await stack.connect("bench")
-        lat: list[float] = []
-        done = asyncio.Event()
-
-        async def on_decision(d: Decision, _msg: object) -> None:
-            lat.append((now_ns() - d.intent_ts) / 1e6)
-            if len(lat) >= n:
-                done.set()
-
-        await bus.subscribe(subjects.PAPER_DECISION_ALL, Decision, on_decision)
-        t0 = time.perf_counter()
-        for i in range(n):
-            intent = hedged_intent(
-                new_id(), "BENCH", yes_limit=4_000, no_limit=5_600, size=10, edge_per_contract=4_000, book_ts=now_ns()
-            )
-            await bus.publish(subjects.intent("xarb"), intent)
-            delay = t0 + (i + 1) / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        await asyncio.wait_for(done.wait(), 60)
-        elapsed = time.perf_counter() - t0
-        arr = np.array(lat)
-        return float(np.percentile(arr, 50)), float(np.percentile(arr, 99)), n / elapsed
-    finally:
-        await stack.close()
-
-
 async def main() -> None:
     log.setup("console", "warning")
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,10 +108,6 @@ async def main() -> None:
             sum(b.rows for b in batched[:200]) / (time.perf_counter() - t0),
             "updates/s",
         )
-        p50, p99, achieved = await intent_latency(root / "latency")
-        line("paper.intent_to_decision_p50", p50, "ms")
-        line("paper.intent_to_decision_p99", p99, "ms")
-        line("paper.intents_per_s_offered", achieved, "intents/s")
 
 
 def engine_figures() -> None:
@@ -187,8 +137,17 @@ def market_data_figures() -> None:
     asyncio.run(bars_api.main())
 
 
+def paper_figures() -> None:
+    """The paper service: throughput, latency, the engine alone (tests/benchmarks/paper.py)."""
+    from tests.benchmarks import paper
+
+    for name, value, unit in paper.run():
+        line(name, value, unit)
+
+
 if __name__ == "__main__":
     asyncio.run(main())
+    paper_figures()
     market_data_figures()
     engine_figures()
     sys.exit(0)

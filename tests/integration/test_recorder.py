@@ -9,7 +9,8 @@ import msgspec
 from libs.bus.admin import wait_idle
 from libs.config import Settings
 from proto import streams, subjects
-from proto.events import BookBatch, Decision
+from proto.events import BookBatch
+from proto.paper import RunUpdate
 from services.demo import RECORDERS
 from services.runtime import Stack
 from tests import factories
@@ -32,10 +33,10 @@ def batch(i: int, rows: int = 50) -> BookBatch:
     )
 
 
-def decision(i: int) -> Decision:
-    taken = i % 2 == 0
-    return factories.decision(
-        f"d-{i}", run_id="R", intent_id=f"i-{i}", taken=taken, reason="taken" if taken else "balance"
+def update(i: int) -> RunUpdate:
+    """Step i of run-1: two decisions on intents 2i and 2i+1 (one taken, one at the daily cap), no trade."""
+    return factories.run_update(
+        f"up-{i}", factories.T0 + i, version=i + 1, decisions=factories.decisions(n=2, first=2 * i), trades=[]
     )
 
 
@@ -45,13 +46,13 @@ async def test_published_events_land_in_clickhouse(settings: Settings) -> None:
         await stack.start("recorder")
         bus = await stack.connect("test")
         await bus.publish_many((subjects.book("kalshi", "FED"), batch(i)) for i in range(20))
-        await bus.publish_many((subjects.paper("decision", "R"), decision(i)) for i in range(7))
+        await bus.publish_many((subjects.paper("update", "run-1"), update(i)) for i in range(7))
         await bus.publish(subjects.bar("polygon", "AAPL", "1min"), factories.bars("bars-1"))
         await bus.publish(subjects.raw("kalshi"), factories.raw("raw-1"))
         assert await wait_idle(bus, RECORDERS, timeout_s=30)
         counts = stack.store.table_counts()
         assert counts["book_tops"] == 20 * 50
-        assert counts["decisions"] == 7
+        assert counts["decisions"] == 14
         got = stack.store.query_df(
             "SELECT instrument, bid_px, ask_sz FROM {db}.book_tops WHERE batch_id = 'batch-00003' ORDER BY ts LIMIT 1"
         ).row(0)
@@ -59,7 +60,8 @@ async def test_published_events_land_in_clickhouse(settings: Settings) -> None:
         reasons = stack.store.query_df(
             "SELECT reason, count() AS n FROM {db}.decisions FINAL GROUP BY reason ORDER BY reason"
         )
-        assert reasons.rows() == [("balance", 3), ("taken", 4)]
+        assert reasons.rows() == [("daily_cap", 7), ("taken", 7)]
+        assert stack.store.query_df("SELECT version FROM {db}.paper_runs FINAL").item() == 7
         bars = stack.store.query_df("SELECT symbol, close FROM {db}.ohlcv FINAL ORDER BY symbol, ts")
         assert bars.rows() == [("AAPL", 186.0), ("AAPL", 185.2), ("BTC-PERP", 46377.0)]
         raw = stack.store.query_df("SELECT status, hex(body) AS body FROM {db}.md_raw ORDER BY row")
@@ -110,16 +112,16 @@ async def test_dead_letters_are_stored_with_their_reason(settings: Settings) -> 
     try:
         await stack.start("recorder")
         bus = await stack.connect("test")
-        await bus.js.publish(subjects.paper("decision", "R"), b"garbage")
-        await bus.publish(subjects.paper("decision", "R"), decision(1))
+        await bus.js.publish(subjects.paper("update", "R"), b"garbage")
+        await bus.publish(subjects.paper("update", "R"), update(1))
         assert await wait_idle(bus, RECORDERS, timeout_s=30)
         await asyncio.sleep(0.3)
         assert await wait_idle(bus, RECORDERS, timeout_s=30)
         rows = stack.store.query_df("SELECT consumer, subject, reason FROM {db}.dead_letters").rows()
         assert len(rows) == 1
         consumer, subject, reason = rows[0]
-        assert (consumer, subject) == ("recorder-paper", "paper.decision.R")
+        assert (consumer, subject) == ("recorder-paper", "paper.update.R")
         assert reason.startswith("decode:")
-        assert stack.store.table_counts()["decisions"] == 1
+        assert stack.store.table_counts()["decisions"] == 2
     finally:
         await stack.close()

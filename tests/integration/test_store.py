@@ -24,7 +24,6 @@ from libs.config import Settings
 from libs.store import Store, StoreError, open_store
 from libs.store import tables as tb
 from proto.events import (
-    Check,
     Leg,
     LegFill,
 )
@@ -33,11 +32,9 @@ from tests.factories import (
     T0,
     book,
     dead_letter,
-    decision,
     intent,
     opportunity,
-    paper_trade,
-    run_status,
+    run_update,
     trades,
 )
 
@@ -78,7 +75,14 @@ def store_settings(request: pytest.FixtureRequest) -> Settings:
 def store(store_settings: Settings) -> Iterator[Store]:
     s = open_store(store_settings)
     try:
-        assert s.migrate() == ["0001_init", "0002_sim", "0003_market_data", "0004_nightly", "0005_market_info"]
+        assert s.migrate() == [
+            "0001_init",
+            "0002_sim",
+            "0003_market_data",
+            "0004_nightly",
+            "0005_market_info",
+            "0006_paper",
+        ]
         yield s
         s.command("DROP DATABASE IF EXISTS {db}")
     finally:
@@ -152,6 +156,7 @@ def test_new_migrations_apply_in_version_order(store: Store, tmp_path: Path) -> 
         "0003_market_data",
         "0004_nightly",
         "0005_market_info",
+        "0006_paper",
         "0010_extra",
         "0011_more",
     ]
@@ -237,29 +242,42 @@ def test_intents_round_trip(store: Store) -> None:
     assert row == plain(ev, drop=("legs",))
 
 
-def test_decisions_round_trip(store: Store) -> None:
-    ev = decision("dec-1")
-    store.insert_arrow("decisions", tb.decisions_table([ev]))
-    [row] = read(store, "decisions", "id")
-    assert msgspec.json.decode(row.pop("checks_json"), type=list[Check]) == ev.checks
-    assert row == plain(ev, drop=("checks",)) | {"taken": 0}
+def test_run_update_fans_out_into_four_tables(store: Store) -> None:
+    ev = run_update("up-1", T0 + 5)
+    for table, data in tb.paper_update_tables([ev]).items():
+        store.insert_arrow(table, data)
+    decisions = read(store, "decisions", "id")
+    d = ev.decisions
+    assert [r["id"] for r in decisions] == d.id
+    assert [r["reason"] for r in decisions] == d.reason
+    assert [r["taken"] for r in decisions] == [int(t) for t in d.taken]
+    assert [(r["checks_run"], r["checks_passed"]) for r in decisions] == list(
+        zip(d.checks_run, d.checks_passed, strict=True)
+    )
+    assert {r["user_id"] for r in decisions} == {"u1"} and {r["run_id"] for r in decisions} == {"run-1"}
+    assert decisions[1]["detail"] == d.detail[1]  # quotes survive
+    [trade] = read(store, "paper_trades", "id")
+    assert msgspec.json.decode(trade.pop("legs_json"), type=list[LegFill]) == ev.trades[0].legs
+    assert trade == plain(ev.trades[0], drop=("legs",)) | {"broken": 0}
+    [change] = read(store, "paper_balance_changes", "id")
+    assert change == plain(ev.balance_changes[0]) | {"run_id": "run-1", "user_id": "u1"}
+    [run] = read(store, "paper_runs", "run_id")
+    assert (run["state"], run["balance_micros"], run["version"], run["notes"]) == (
+        "running",
+        ev.snapshot.balance_micros,
+        1,
+        "first try",
+    )
+    assert run["opportunity_keys"] == ["kalshi:KX-A|polymarket:PM-X"] and run["keys_present"] == ["kalshi"]
 
 
-def test_paper_trades_round_trip(store: Store) -> None:
-    ev = paper_trade("pt-1")
-    store.insert_arrow("paper_trades", tb.paper_trades_table([ev]))
-    [row] = read(store, "paper_trades", "id")
-    assert msgspec.json.decode(row.pop("legs_json"), type=list[LegFill]) == ev.legs
-    assert row == plain(ev, drop=("legs",))
-
-
-def test_paper_runs_keep_the_latest_status_per_run(store: Store) -> None:
-    first = run_status("st-1", T0, "running")
-    last = run_status("st-2", T0 + 10**9, "stopped", stopped_at=T0 + 10**9)
-    store.insert_arrow("paper_runs", tb.paper_runs_table([last]))
-    store.insert_arrow("paper_runs", tb.paper_runs_table([first]))  # arrives late: older version
+def test_paper_runs_keep_the_latest_step_per_run(store: Store) -> None:
+    first = run_update("up-1", T0, version=1)
+    last = run_update("up-2", T0 + 10**9, state="stopped", version=2, stopped_at=T0 + 10**9)
+    store.insert_arrow("paper_runs", tb.paper_update_tables([last])["paper_runs"])
+    store.insert_arrow("paper_runs", tb.paper_update_tables([first])["paper_runs"])  # arrives late: older
     [row] = read(store, "paper_runs", "run_id")
-    assert row == plain(last, drop=("id",))
+    assert (row["state"], row["version"], row["stop_reason"]) == ("stopped", 2, "requested")
 
 
 def test_dead_letters_round_trip_keeps_raw_bytes(store: Store) -> None:
@@ -315,15 +333,16 @@ def test_replayed_events_count_once(store: Store) -> None:
     builders = {
         "opportunities": (tb.opportunities_table, opportunity("ev-r")),
         "intents": (tb.intents_table, intent("int-r")),
-        "decisions": (tb.decisions_table, decision("dec-r")),
-        "paper_trades": (tb.paper_trades_table, paper_trade("pt-r")),
-        "paper_runs": (tb.paper_runs_table, run_status("st-r", T0, "running")),
     }
     for attempt in range(2):
         for table, (build, ev) in builders.items():
             store.insert_arrow(table, build([ev]), dedup_token=f"{table}-{attempt}")  # tokens differ
+        for table, data in tb.paper_update_tables([run_update("up-r", T0)]).items():
+            store.insert_arrow(table, data, dedup_token=f"{table}-{attempt}")
     counts = store.table_counts()
     assert {t: counts[t] for t in builders} == dict.fromkeys(builders, 1)
+    paper = {"decisions": 2, "paper_trades": 1, "paper_balance_changes": 1, "paper_runs": 1}
+    assert {t: counts[t] for t in paper} == paper
 
 
 def test_concurrent_inserts_into_different_tables_stay_apart(store: Store) -> None:

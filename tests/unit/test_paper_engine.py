@@ -1,186 +1,458 @@
-"""A paper run's decision on one intent: each safety check, fills, fees, balances, P&L."""
+"""The paper engine: every safety check (reason, detail, masks), fills, fees, broken pairs, P&L.
+
+Expected fills and fees are worked out here by hand from the ladders and the venues' published
+rules (Kalshi: each fill's fee 0.07·C·P·(1−P) rounded up to $0.0001, the balance change floored to
+the cent, rounding refunded per order by the cent accumulator; Polymarket: C·rate·p(1−p) per fill
+rounded half up to 5 decimals), in exact fractions, not through libs.fees.
+"""
 
 from __future__ import annotations
+
+import math
+import random
+from fractions import Fraction
 
 import msgspec
 import numpy as np
 import pytest
 
-from libs.bookstate import BookHistory, Books, BookState
-from libs.fees import fee_models
-from proto.events import BookBatch, Intent
-from services.paper.engine import NS_PER_DAY, Run, decide
+from libs.fees import kalshi_fee_model, polymarket_fee_model
+from libs.paper import engine as eng_mod
+from libs.paper.books import BookHistory, MarketFacts
+from libs.paper.engine import Engine, EngineSettings, RunLimits, RunOutcome
+from proto.events import BookBatch, Intent, Leg, Opportunity
+from proto.paper import CHECK_BIT, CHECKS
 from tests import factories
 
-DAY0 = 20_000 * NS_PER_DAY
+T = 1_765_000_000_000_000_000  # 2025-12-06 05:46:40 UTC
+MS = 1_000_000
+S = 1_000_000_000
+DAY = 86_400 * S
+NOW = T + 5 * S
+POLY_RATE = Fraction(2, 100)
+
+# -- by-hand fills and fees -----------------------------------------------------------------------
 
 
-def book(bid: list[tuple[int, int]], ask: list[tuple[int, int]]) -> BookState:
-    def arr(levels: list[tuple[int, int]], i: int) -> np.ndarray:
-        return np.array([lv[i] for lv in levels], np.int64)
-
-    return BookState(DAY0, arr(bid, 0), arr(bid, 1), arr(ask, 0), arr(ask, 1))
-
-
-def books() -> Books:
-    # YES at 0.40 on polymarket (100 @ 0.40, 100 @ 0.41); NO at 0.55 on kalshi (YES bid 0.45: 60 deep)
-    return {
-        ("polymarket", "FED"): book([(3_900, 500)], [(4_000, 100), (4_100, 100)]),
-        ("kalshi", "FED"): book([(4_500, 60), (4_400, 500)], [(4_700, 500)]),
-    }
+def take(levels: list[tuple[int, int]], size: int, limit: int) -> list[tuple[int, int]]:
+    """Fills (px, qty) walking `levels` (best first) for `size`, no level above `limit`."""
+    out, left = [], size
+    for px, qty in levels:
+        if left == 0 or px > limit:
+            break
+        q = min(qty, left)
+        out.append((px, q))
+        left -= q
+    return out
 
 
-def intent(size: int = 50, edge_per_contract: int = 40_000, yes_limit: int = 4_000, no_limit: int = 5_500) -> Intent:
-    return factories.hedged_intent(
-        "I1", "FED", yes_limit=yes_limit, no_limit=no_limit, size=size, edge_per_contract=edge_per_contract,
-        book_ts=DAY0 + 3_600 * 10**9, ts=5,
+def micros(dollars: Fraction) -> int:
+    m = dollars * 1_000_000
+    assert m.denominator == 1, dollars
+    return int(m)
+
+
+def kalshi_fee(fills: list[tuple[int, int]]) -> int:
+    """Kalshi's fee-rounding page, fill by fill: centicent-ceiled trade fee, cent-floored balance change,
+    a cent refunded whenever the order's accumulated rounding exceeds a cent."""
+    total, acc = Fraction(0), Fraction(0)
+    cent, centicent = Fraction(1, 100), Fraction(1, 10_000)
+    for px, qty in fills:
+        p = Fraction(px, 10_000)
+        trade = math.ceil(Fraction(7, 100) * qty * p * (1 - p) / centicent) * centicent
+        change = -p * qty - trade
+        rounding = change - math.floor(change / cent) * cent
+        acc += rounding
+        rebate = Fraction(0)
+        if acc > cent:
+            rebate, acc = cent, acc - cent
+        total += trade + rounding - rebate
+    return micros(total)
+
+
+def poly_fee(fills: list[tuple[int, int]], rate: Fraction = POLY_RATE) -> int:
+    """Polymarket: C·rate·p(1−p) per fill, rounded half up to 5 decimals."""
+    total = Fraction(0)
+    for px, qty in fills:
+        p = Fraction(px, 10_000)
+        steps = math.floor(qty * rate * p * (1 - p) * 100_000 + Fraction(1, 2))
+        total += Fraction(steps, 100_000)
+    return micros(total)
+
+
+def cost(fills: list[tuple[int, int]]) -> int:
+    return sum(px * q * 100 for px, q in fills)
+
+
+# -- the market and the engine --------------------------------------------------------------------
+
+POLY_ASKS = [(4_000, 100), (4_100, 100)]
+KALSHI_BIDS = [(4_500, 60), (4_400, 500)]  # NO asks 0.55 x 60, 0.56 x 500
+NO_ASKS = [(10_000 - px, q) for px, q in KALSHI_BIDS]
+
+
+def book(venue: str, ts: int, bids: list[tuple[int, int]], asks: list[tuple[int, int]], inst: str = "FED") -> BookBatch:
+    lv = max(len(bids), len(asks), 1)
+
+    def col(levels: list[tuple[int, int]], i: int) -> list[int]:
+        return [lvl[i] for lvl in levels] + [0] * (lv - len(levels))
+
+    return BookBatch(
+        id=f"{venue}-{ts}", ts=ts, venue=venue, source="test", levels=lv, instruments=[inst], inst_idx=[0],
+        book_ts=[ts], bid_px=col(bids, 0), bid_sz=col(bids, 1), ask_px=col(asks, 0), ask_sz=col(asks, 1),
     )  # fmt: skip
 
 
-def run(**kw: int) -> Run:
-    args = {
-        "starting_micros": 10_000_000_000,
+def market(extra: list[BookBatch] = ()) -> tuple[BookHistory, MarketFacts]:  # type: ignore[assignment]
+    h = BookHistory()
+    h.add(book("polymarket", T, [(3_900, 500)], POLY_ASKS))
+    h.add(book("kalshi", T, KALSHI_BIDS, [(4_700, 500)]))
+    for b in extra:
+        h.add(b)
+    return h, MarketFacts()
+
+
+def engine(validation: str = "bus", extra: list[BookBatch] = (), facts: MarketFacts | None = None) -> Engine:  # type: ignore[assignment]
+    h, f = market(extra)
+    fees = {"kalshi": kalshi_fee_model(), "polymarket": polymarket_fee_model("0.02")}
+    settings = EngineSettings(latency_ns=50 * MS, leg_gap_ns=20 * MS, max_book_age_ns=60 * S, validation=validation)
+    return Engine(settings, h, facts or f, fees)
+
+
+def intent(
+    id: str = "I1", size: int = 150, edge: int = 40_000, yes: int = 4_100, no: int = 5_600, **kw: object
+) -> Intent:
+    it = factories.hedged_intent(
+        id, "FED", yes_limit=yes, no_limit=no, size=size, edge_per_contract=edge, book_ts=T, ts=T + 2 * MS
+    )
+    return factories._with(it, kw) if kw else it
+
+
+def run(**kw: object) -> RunLimits:
+    args: dict = {
+        "run_id": "R",
+        "user_id": "u1",
         "min_net_edge_micros": 5_000,
         "max_leg_micros": 1_000_000_000,
         "daily_cap_micros": 5_000_000_000,
-        "settlement_delay_ns": 2 * 10**9,
-        "started_at": 0,
+        "settlement_delay_ns": 2 * S,
+        "balance_micros": 10_000_000_000,
+        "spent_by_day": {},
     } | kw
-    return Run(run_id="R", label="t", **args)  # type: ignore[arg-type]
+    return RunLimits(**args)
 
 
-FEES = fee_models()
+def decide(e: Engine, orders: list, runs: list[RunLimits], source: str = "intent", **kw: object) -> list[RunOutcome]:
+    prep = e.prepare(orders, source)  # type: ignore[arg-type]
+    watch = kw.pop("watch", np.ones((len(orders), len(runs)), bool))
+    out = e.decide(prep, runs, watch, NOW, **kw)  # type: ignore[arg-type]
+    return out  # type: ignore[return-value]
 
 
-def test_taken_intent_fills_both_legs_with_equal_contracts_and_exact_fees() -> None:
-    r = run()
-    d, t = decide(r, intent(size=50), books(), FEES, now=1_000)
-    assert d.taken and d.reason == "taken" and all(c.passed for c in d.checks)
-    assert t is not None and t.decision_id == d.id and t.intent_id == "I1"
-    yes, no = t.legs
-    assert (yes.matched_size, no.matched_size) == (50, 50)
-    assert yes.cost_micros == 50 * 400_000  # 50 @ $0.40
-    assert no.cost_micros == 50 * 550_000  # 50 NO @ 1 - 0.45
-    assert yes.fee_micros == 0  # Polymarket default rate 0
-    # Kalshi taker: ceil(0.07 x 50 x 0.55 x 0.45) = ceil($0.86625) = $0.87
-    assert no.fee_micros == 870_000
-    assert t.payout_micros == 50_000_000
-    assert t.pnl_micros == 50_000_000 - 20_000_000 - 27_500_000 - 870_000
-    assert (t.executed_at, t.settled_at) == (1_000, 1_000 + 2 * 10**9)
-    assert r.balance_micros == 10_000_000_000 - 20_000_000 - 27_500_000 - 870_000
-    assert (r.pnl_micros, r.taken, r.trades, r.decisions) == (t.pnl_micros, 1, 1, 1)
+def bits(names: list[str]) -> int:
+    return sum(CHECK_BIT[n] for n in names)
 
 
-def test_partial_fill_when_one_book_is_short() -> None:
-    d, t = decide(run(), intent(size=100), books(), FEES, now=1)
-    assert d.taken and t is not None
-    # kalshi has only 60 NO within the 0.55 limit, so both legs get 60
-    assert (t.requested_size, t.matched_size, t.fill_pct) == (100, 60, 60.0)
-    assert [leg.matched_size for leg in t.legs] == [60, 60]
+# -- taken ---------------------------------------------------------------------------------------
+
+
+def test_a_taken_pair_fills_level_by_level_with_exact_fees_and_pnl() -> None:
+    (out,) = decide(engine(), [intent()], [run()])
+    leg0, leg1 = take(POLY_ASKS, 150, 4_100), take(NO_ASKS, 150, 5_600)
+    assert leg0 == [(4_000, 100), (4_100, 50)] and leg1 == [(5_500, 60), (5_600, 90)]
+    fee0, fee1 = poly_fee(leg0), kalshi_fee(leg1)
+    assert (fee0, fee1) == (721_900, 2_600_000)  # $0.48 + $0.2419; Kalshi $2.5919 of trade fees -> $2.60
+    total = cost(leg0) + cost(leg1) + fee0 + fee1
+    d = out.decisions
+    assert d.reason == ["taken"] and d.taken == [True] and d.id == ["R:I1"] and d.trade_id == ["R:I1:T"]
+    assert d.checks_run == [bits(list(CHECKS))] and d.checks_passed == d.checks_run
+    assert d.size == [150] and d.source == ["intent"] and d.intent_id == ["I1"] and d.ts == [NOW]
+    (t,) = out.trades
+    assert (t.requested_size, t.matched_size, t.fill_pct, t.broken, t.unhedged_size) == (150, 150, 100.0, False, 0)
+    assert t.cost_micros == cost(leg0) + cost(leg1) == 60_500_000 + 83_400_000
+    assert t.fee_micros == fee0 + fee1
+    assert t.payout_micros == 150_000_000
+    assert t.pnl_micros == 150_000_000 - total == 2_778_100
+    assert (t.legs[0].cost_micros, t.legs[0].fee_micros, t.legs[0].worst_px) == (cost(leg0), fee0, 4_100)
+    assert (t.legs[1].cost_micros, t.legs[1].fee_micros, t.legs[1].worst_px) == (cost(leg1), fee1, 5_600)
+    assert t.legs[0].book_ts == T and t.legs[1].book_ts == T
+    assert t.executed_at == NOW + 50 * MS and t.legs[1].executed_at == NOW + 70 * MS
+    assert t.settled_at == t.executed_at + 2 * S
+    assert (t.user_id, t.opportunity_id, t.net_edge_per_contract_micros) == ("u1", "O", 40_000)
+    assert out.balance_micros == 10_000_000_000 - total
+    assert out.spent_by_day == {T // DAY: total}
+    assert (out.taken, out.fees_micros, out.broken) == (1, fee0 + fee1, 0)
+
+
+def test_a_short_first_leg_is_a_partial_fill_of_hedged_pairs() -> None:
+    thin = book("polymarket", T + 1, [(3_900, 500)], [(4_000, 80), (4_200, 500)])  # 80 within 0.41
+    (out,) = decide(engine(extra=[thin]), [intent(size=100)], [run()])
+    (t,) = out.trades
+    leg0, leg1 = take([(4_000, 80), (4_200, 500)], 100, 4_100), take(NO_ASKS, 80, 5_600)
+    assert (t.requested_size, t.matched_size, t.fill_pct) == (100, 80, 80.0)
+    assert (t.legs[0].requested_size, t.legs[0].matched_size, t.legs[0].fill_pct) == (100, 80, 80.0)
+    assert (t.legs[1].requested_size, t.legs[1].matched_size, t.legs[1].fill_pct) == (80, 80, 100.0)
+    assert t.cost_micros == cost(leg0) + cost(leg1)
+    assert t.fee_micros == poly_fee(leg0) + kalshi_fee(leg1)
+    assert t.pnl_micros == 80_000_000 - t.cost_micros - t.fee_micros and not t.broken
+
+
+def test_a_second_leg_short_after_the_gap_is_a_broken_pair_with_its_exposure() -> None:
+    # at t1 (T+50ms) Kalshi has 200 NO at 0.55; by t1 + gap (T+70ms) only 30 are left
+    deep = book("kalshi", T, [(4_500, 200)], [(4_700, 500)])
+    gone = book("kalshi", T + 60 * MS, [(4_500, 30)], [(4_700, 500)])
+    e = engine()
+    e.books = BookHistory()
+    e.books.add(book("polymarket", T, [(3_900, 500)], POLY_ASKS))
+    e.books.add(deep)
+    e.books.add(gone)
+    (out,) = decide(e, [intent(size=100, yes=4_000, no=5_500)], [run()])
+    (t,) = out.trades
+    leg0, leg1 = [(4_000, 100)], [(5_500, 30)]
+    hedged0 = [(4_000, 30)]
+    assert out.decisions.reason == ["taken"]
+    assert (t.matched_size, t.broken, t.unhedged_size) == (30, True, 70)
+    assert (t.legs[0].matched_size, t.legs[1].requested_size, t.legs[1].matched_size) == (100, 100, 30)
+    assert t.legs[1].book_ts == T + 60 * MS  # leg 1 walked the book of its own time
+    exposure = cost(leg0) + poly_fee(leg0) - cost(hedged0) - poly_fee(hedged0)
+    assert t.exposure_micros == exposure == 40_480_000 - 12_144_000
+    all_cost = cost(leg0) + poly_fee(leg0) + cost(leg1) + kalshi_fee(leg1)
+    assert kalshi_fee(leg1) == 520_000
+    assert t.pnl_micros == 30_000_000 - all_cost == -27_500_000  # the 70 unhedged YES counted as lost
+    assert out.balance_micros == 10_000_000_000 - all_cost
+    assert (out.broken, out.exposure_micros) == (1, exposure)
+    assert "broken pair: 70 unhedged" in out.decisions.detail[0]
+
+
+def test_the_book_is_the_one_as_of_the_fill_time_not_a_later_one() -> None:
+    later = book("polymarket", T + 10 * S, [(3_900, 500)], [(4_000, 7)])  # from the intent's future
+    (out,) = decide(engine(extra=[later]), [intent(size=100)], [run()])
+    assert out.trades[0].legs[0].matched_size == 100 and out.trades[0].legs[0].book_ts == T
+
+
+# -- every check, in order -----------------------------------------------------------------------
+
+
+def leg(venue: str, outcome: str, limit: int, **kw: object) -> Leg:
+    base = Leg(venue=venue, instrument="FED", outcome=outcome, size=150, limit_px=limit, cost_micros=0, fee_micros=0)
+    return msgspec.structs.replace(base, **kw) if kw else base
+
+
+YES, NO = leg("polymarket", "yes", 4_100), leg("kalshi", "no", 5_600)
+
+CASES = [
+    ("no legs", {"legs": []}, {}, "has_orders", "the intent has no orders (legs)"),
+    ("three legs", {"legs": [YES, NO, NO]}, {}, "hedged_pair", "a hedged pair has 2 legs, this intent has 3"),
+    ("two yes", {"legs": [YES, leg("kalshi", "yes", 4_700)]}, {}, "hedged_pair", "are not one YES and one NO"),
+    ("a sell", {"legs": [YES, leg("kalshi", "no", 5_600, side="sell")]}, {}, "hedged_pair", "leg 1 side 'sell'"),
+    ("limit 0", {"legs": [leg("polymarket", "yes", 0), NO]}, {}, "hedged_pair", "leg 0 limit_px=0 is outside"),
+    ("no fee model", {"legs": [leg("nasdaq", "yes", 4_100), NO]}, {}, "hedged_pair", "venue 'nasdaq' has no fee model"),
+    ("size 0", {"size": 0}, {}, "hedged_pair", "size=0 must be positive"),
+    ("thin edge", {"net_edge_per_contract_micros": 4_000}, {}, "min_net_edge",
+     "net edge 0.40c/contract < minimum 0.50c"),
+    ("no ticker", {"legs": [YES, leg("kalshi", "no", 5_600, instrument="")]}, {}, "instrument_ids",
+     "leg 1 (kalshi) has no kalshi ticker"),
+    ("bad token", {"legs": [leg("polymarket", "yes", 4_100, instrument="71 32"), NO]}, {}, "instrument_ids",
+     "leg 0 polymarket token id '71 32' contains whitespace"),
+    ("no book", {"legs": [YES, leg("kalshi", "no", 5_600, instrument="OTHER")]}, {}, "exchange_validation",
+     "leg 1 kalshi OTHER: no book held at or before the fill time 2025-12-06T05:46:40.050000Z"),
+    ("stale book", {"book_ts": T + 120 * S}, {}, "exchange_validation",
+     "leg 0 polymarket FED: the latest book is 120.050s older than the fill time (max 60s)"),
+    ("no depth", {"legs": [leg("polymarket", "yes", 3_900), NO]}, {}, "exchange_validation",
+     "leg 0 polymarket FED: no YES depth at or below the limit 0.3900"),
+    ("max leg", {}, {"max_leg_micros": 300_000}, "max_leg",
+     "not one contract fits the max leg $0.30 at limits 0.4100 and 0.5600"),
+    ("balance", {}, {"balance_micros": 100_000_000}, "balance",
+     "needs $148.82 (worst case: 150 pairs at the limits, with fees), balance $100.00"),
+    ("daily cap", {}, {"daily_cap_micros": 200_000_000, "spent_by_day": {T // DAY: 60_000_000}}, "daily_cap",
+     "$60.00 spent on 2025-12-06 (UTC) + $148.82 needed > daily cap $200.00"),
+    ("fill edge", {"legs": [YES, leg("kalshi", "no", 5_600)], "size": 150}, {"min_net_edge_micros": 20_000},
+     "fill_edge", "the fill nets 1.85c/contract after fees < minimum 2.00c (leg 0 150 of 150, leg 1 150 of 150"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("kw", "intent_kw", "reason"),
-    [
-        ({"min_net_edge_micros": 50_000}, {}, "min_net_edge"),
-        ({"max_leg_micros": 100_000}, {}, "max_leg"),
-        ({"starting_micros": 1_000_000}, {}, "balance"),
-        ({"daily_cap_micros": 1_000_000}, {}, "daily_cap"),
-        ({}, {"yes_limit": 3_000}, "liquidity"),
-    ],
+    ("name", "intent_changes", "run_changes", "reason", "detail"), CASES, ids=[c[0] for c in CASES]
 )
-def test_each_failed_check_skips_with_its_reason(kw: dict[str, int], intent_kw: dict[str, int], reason: str) -> None:
-    r = run(**kw)
-    before = r.balance_micros
-    d, t = decide(r, intent(**intent_kw), books(), FEES, now=1)
-    assert t is None and not d.taken
-    assert d.reason == reason
-    assert d.checks[-1].name == reason and not d.checks[-1].passed and d.checks[-1].detail
-    assert all(c.passed for c in d.checks[:-1])
-    assert r.balance_micros == before and r.decisions == 1 and r.taken == 0
+def test_each_check_fails_with_its_reason_detail_and_masks(
+    name: str, intent_changes: dict, run_changes: dict, reason: str, detail: str
+) -> None:
+    it = factories._with(intent(), intent_changes)
+    if "net_edge_per_contract_micros" not in intent_changes and name == "fill edge":
+        it = factories._with(it, {"net_edge_per_contract_micros": 30_000})
+    (out,) = decide(engine(), [it], [run(**run_changes)])
+    d = out.decisions
+    assert d.reason == [reason] and d.taken == [False] and d.trade_id == [""] and not out.trades
+    assert detail in d.detail[0], d.detail[0]
+    k = CHECKS.index(reason)
+    assert d.checks_run == [bits(list(CHECKS[: k + 1]))]
+    assert d.checks_passed == [bits(list(CHECKS[:k]))]
+    assert out.balance_micros == run(**run_changes).balance_micros  # nothing spent
 
 
-def test_missing_book_is_a_clear_skip() -> None:
-    only_poly = {k: v for k, v in books().items() if k[0] == "polymarket"}
-    d, t = decide(run(), intent(), only_poly, FEES, now=1)
-    assert t is None and d.reason == "book_present" and "kalshi:FED" in d.checks[-1].detail
+def test_by_hand_worst_case_need_matches_the_balance_detail() -> None:
+    need = 150 * (4_100 + 5_600) * 100 + poly_fee([(4_100, 150)]) + kalshi_fee([(5_600, 150)])
+    assert need == 148_815_700  # $148.82 in the balance and daily cap details above
+    (ok,) = decide(engine(), [intent()], [run(balance_micros=need)])
+    (short,) = decide(engine(), [intent()], [run(balance_micros=need - 1)])
+    assert ok.decisions.reason == ["taken"] and short.decisions.reason == ["balance"]
 
 
-def test_max_leg_cuts_the_size_to_fit() -> None:
-    # $12 max leg: 12 / 0.55 (the dearer leg's limit) = 21 contracts
-    d, t = decide(run(max_leg_micros=12_000_000), intent(size=50), books(), FEES, now=1)
-    assert d.taken and t is not None and t.requested_size == 21
-    assert "cut from 50" in next(c.detail for c in d.checks if c.name == "max_leg")
+def test_fill_edge_by_hand() -> None:
+    leg0, leg1 = take(POLY_ASKS, 150, 4_100), take(NO_ASKS, 150, 5_600)
+    net = (150_000_000 - cost(leg0) - cost(leg1) - poly_fee(leg0) - kalshi_fee(leg1)) // 150
+    assert net == 18_520  # 1.85c: the fill_edge case above fails a 2.00c minimum
+    (out,) = decide(engine(), [intent()], [run(min_net_edge_micros=net)])
+    assert out.decisions.reason == ["taken"]
 
 
-def test_daily_cap_counts_spend_per_market_day() -> None:
-    r = run(daily_cap_micros=60_000_000)
-    assert decide(r, intent(size=50), books(), FEES, now=1)[0].taken  # ~$48.37 spent
-    assert decide(r, intent(size=50), books(), FEES, now=2)[0].reason == "daily_cap"
-    next_day = intent(size=50)
-    next_day = Intent(**{**{f: getattr(next_day, f) for f in next_day.__struct_fields__}, "book_ts": DAY0 + NS_PER_DAY})
-    assert decide(r, next_day, books(), FEES, now=3)[0].taken
+def test_liquidity_fails_when_the_first_leg_has_no_depth_and_validation_is_off() -> None:
+    e = engine("off")
+    (out,) = decide(e, [intent(yes=3_900)], [run()])
+    assert out.decisions.reason == ["liquidity"]
+    assert "leg 0 polymarket YES: no depth at or below the limit 0.3900" in out.decisions.detail[0]
+    assert out.decisions.checks_passed == [bits(list(CHECKS[: CHECKS.index("liquidity")]))]
 
 
-def test_decision_ids_are_deterministic_per_run_and_intent() -> None:
-    d1, _ = decide(run(), intent(), books(), FEES, now=1)
-    d2, _ = decide(run(), intent(), books(), FEES, now=2)
-    assert d1.id == d2.id == "R-I1"
+def test_a_closed_market_fails_exchange_validation_naming_its_status() -> None:
+    facts = MarketFacts()
+    facts.update(factories.market_info("m", instrument="FED", market_id="FED", status="settled"))
+    (out,) = decide(engine(facts=facts), [intent()], [run()])
+    assert out.decisions.reason == ["exchange_validation"]
+    assert out.decisions.detail == ["leg 1 kalshi FED: the market is settled (latest MarketInfo status)"]
 
 
-def test_the_fill_must_still_clear_the_minimum_edge() -> None:
-    # The YES book moved: 0.40 is gone, 0.449 is within the 0.45 limit but leaves ~0.1c after fees.
-    moved = books()
-    moved[("polymarket", "FED")] = book([(3_900, 500)], [(4_490, 100)])
-    d, t = decide(run(), intent(size=50, yes_limit=4_500), moved, FEES, now=1)
-    assert t is None and d.reason == "fill_edge"
-    assert "after fees" in d.checks[-1].detail
+def test_unsupported_fee_exponent_is_refused_by_name() -> None:
+    facts = MarketFacts()
+    facts.update(factories.market_info("m", venue="polymarket", instrument="FED", taker_fee_rate="0.02",
+                                       fee_exponent="2"))  # fmt: skip
+    (out,) = decide(engine(facts=facts), [intent()], [run()])
+    assert out.decisions.reason == ["hedged_pair"]
+    assert "fee exponent 2/1 is not supported" in out.decisions.detail[0]
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"legs": "one"}, "2 legs"),
-        ({"outcomes": ("yes", "yes")}, "not one YES and one NO"),
-        ({"side": "sell"}, "buys both legs"),
-        ({"venue": "betfair"}, "no fee model"),
-        ({"limit": 10_000}, "outside"),
-    ],
-)
-def test_an_intent_that_is_not_a_hedged_pair_is_skipped(change: dict, message: str) -> None:
-    i = intent()
-    legs = list(i.legs)
-    if change.get("legs") == "one":
-        legs = legs[:1]
-    if "outcomes" in change:
-        legs = [msgspec.structs.replace(leg, outcome=o) for leg, o in zip(legs, change["outcomes"], strict=True)]
-    if "side" in change:
-        legs[1] = msgspec.structs.replace(legs[1], side=change["side"])
-    if "venue" in change:
-        legs[1] = msgspec.structs.replace(legs[1], venue=change["venue"])
-    if "limit" in change:
-        legs[0] = msgspec.structs.replace(legs[0], limit_px=change["limit"])
-    r = run()
-    d, t = decide(r, msgspec.structs.replace(i, legs=legs), books(), FEES, now=1)
-    assert t is None and d.reason == "hedged_pair" and message in d.checks[-1].detail
-    assert r.balance_micros == r.starting_micros
+def test_an_instrument_fee_rate_from_market_info_is_charged() -> None:
+    facts = MarketFacts()
+    facts.update(factories.market_info("m", venue="polymarket", instrument="FED", taker_fee_rate="0.05"))
+    (out,) = decide(engine(facts=facts), [intent()], [run()])
+    leg0 = take(POLY_ASKS, 150, 4_100)
+    assert out.trades[0].legs[0].fee_micros == poly_fee(leg0, Fraction(5, 100))
 
 
-def test_a_zero_balance_is_kept() -> None:
-    assert run(balance_micros=0).balance_micros == 0
+# -- live validation and keys (results handed in by the service) ---------------------------------
 
 
-def test_book_history_never_looks_ahead() -> None:
-    h = BookHistory(depth=3)
-    for ts, bid in [(10, 4_000), (20, 4_100), (30, 4_200), (40, 4_300)]:
-        h.add(_one_book(ts, bid))
-    assert h.at("kalshi", "FED", 5) is None  # nothing that early (10 fell out of the depth of 3, 20 is later)
-    assert h.at("kalshi", "FED", 25).book_ts == 20  # type: ignore[union-attr]
-    assert h.at("kalshi", "FED", 10**12).bid_px.tolist() == [4_300]  # type: ignore[union-attr]
+def test_live_validation_requires_keys_for_every_leg_venue() -> None:
+    e = engine("live")
+    runs = [
+        run(keys_present=frozenset({"polymarket"})),
+        run(run_id="K", keys_present=frozenset({"polymarket", "kalshi"})),
+    ]
+    prep = e.prepare([intent()])
+    watch = np.ones((1, 2), bool)
+    asked = e.reaching_validation(prep, runs, watch)
+    assert asked.tolist() == [[False, True]]  # only the run with keys gets to the venues
+    ok = np.array([[True, False]])
+    out = e.decide(prep, runs, watch, NOW, live=(ok, {(0, 1): "leg 1: kalshi market KX is closed"}))
+    a, b = out
+    assert a is not None and b is not None
+    assert a.decisions.reason == ["exchange_keys"]
+    assert (
+        "no exchange keys for kalshi" in a.decisions.detail[0]
+        and "present when the run started: polymarket" in (a.decisions.detail[0])
+    )
+    assert b.decisions.reason == ["exchange_validation"] and b.decisions.detail == ["leg 1: kalshi market KX is closed"]
+    live_ok = e.decide(prep, runs[1:], watch[:, 1:], NOW, live=(np.ones((1, 1), bool), {}))[0]
+    assert live_ok is not None and live_ok.decisions.reason == ["taken"]
 
 
-def _one_book(ts: int, bid: int) -> BookBatch:
-    return BookBatch(
-        id=f"b{ts}", ts=ts, venue="kalshi", source="t", levels=1, instruments=["FED"], inst_idx=[0], book_ts=[ts],
-        bid_px=[bid], bid_sz=[1], ask_px=[bid + 100], ask_sz=[1],
-    )  # fmt: skip
+# -- state carried through a batch ----------------------------------------------------------------
+
+
+def test_balance_and_daily_cap_are_carried_from_intent_to_intent_and_the_cap_is_per_utc_day() -> None:
+    e = engine(extra=[book("polymarket", T + DAY, [(3_900, 500)], POLY_ASKS),
+                      book("kalshi", T + DAY, KALSHI_BIDS, [(4_700, 500)])])  # fmt: skip
+    one = take(POLY_ASKS, 150, 4_100), take(NO_ASKS, 150, 5_600)
+    spend = cost(one[0]) + cost(one[1]) + poly_fee(one[0]) + kalshi_fee(one[1])
+    need = 148_815_700
+    cap = spend + need - 1  # a second trade the same day would pass the cap by one micro-dollar
+    intents = [intent("A"), intent("B"), intent("C", book_ts=T + DAY)]
+    (out,) = decide(e, intents, [run(daily_cap_micros=cap)])
+    assert out.decisions.reason == ["taken", "daily_cap", "taken"]
+    assert out.spent_by_day == {T // DAY: spend, T // DAY + 1: spend}
+    assert out.balance_micros == 10_000_000_000 - 2 * spend
+    (poor,) = decide(e, intents[:2], [run(balance_micros=spend + need - 1)])
+    assert poor.decisions.reason == ["taken", "balance"]
+
+
+def test_runs_decide_only_what_they_watch_each_with_their_own_limits() -> None:
+    runs = [run(), run(run_id="S", max_leg_micros=20_000_000), run(run_id="X")]
+    watch = np.array([[True, True, False], [False, True, False]])
+    out = decide(engine(), [intent("A"), intent("B")], runs, watch=watch)
+    assert out[2] is None
+    assert out[0] is not None and out[0].decisions.id == ["R:A"]
+    assert out[1] is not None and out[1].decisions.id == ["S:A", "S:B"]
+    # max leg $20 at limits 0.41 / 0.56: min(150, floor(20/0.41)=48, floor(20/0.56)=35) = 35 contracts
+    assert out[1].decisions.size == [35, 35] and out[1].trades[0].requested_size == 35
+
+
+def test_a_success_span_start_runs_the_checks_but_never_fills() -> None:
+    opp = factories.opportunity("op-ev", opportunity_id="OPP-7", legs=[YES, NO], size=150,
+                                net_edge_per_contract_micros=40_000, book_ts=T, ts=T + 1, strategy="xarb")  # fmt: skip
+    thin = msgspec.structs.replace(opp, opportunity_id="OPP-8", net_edge_per_contract_micros=100)
+    (out,) = decide(engine(), [opp, thin], [run()], source="success_span")
+    d = out.decisions
+    assert d.id == ["R:span:OPP-7", "R:span:OPP-8"] and d.source == ["success_span"] * 2
+    assert d.reason == ["eligible", "min_net_edge"] and d.taken == [False, False] and d.intent_id == ["", ""]
+    assert d.checks_passed[0] == bits(list(CHECKS)) and "eligible: 150 of 150 pairs fillable" in d.detail[0]
+    assert not out.trades and out.balance_micros == 10_000_000_000 and out.spent_by_day == {}
+    assert isinstance(opp, Opportunity)
+
+
+# -- the kernel's fees against libs.fees on random ladders ----------------------------------------
+
+
+def test_kernel_fees_equal_libs_fees_on_random_fills() -> None:
+    rng = random.Random(7)
+    models = [kalshi_fee_model(), kalshi_fee_model(multiplier="0.5"), polymarket_fee_model("0.02"),
+              polymarket_fee_model("0.0725"), polymarket_fee_model("0.03", rounding="floor")]  # fmt: skip
+    for _ in range(400):
+        model = rng.choice(models)
+        kind, a, b, c, d, _most = eng_mod.fee_params(model)  # type: ignore[misc]
+        n = rng.randint(1, 6)
+        px = np.array(sorted(rng.sample(range(1, 10_000, rng.choice([1, 10, 100])), n)), np.int64)
+        sz = np.array([rng.choice([0, rng.randint(1, 500)]) for _ in range(n)], np.int64)
+        want, limit = rng.randint(1, 1_500), rng.randint(1, 9_999)
+        filled, c_micros, fee, worst = eng_mod._walk(px, sz, False, want, limit, kind, a, b, c, d)
+        fills = take([(int(p), int(s)) for p, s in zip(px, sz, strict=True) if s > 0], want, limit)
+        assert filled == sum(q for _, q in fills) and c_micros == cost(fills)
+        expected = model.taker_fee_levels_micros([p for p, _ in fills], [q for _, q in fills]) if fills else 0
+        assert fee == expected, (model, fills)
+        assert worst == (fills[-1][0] if fills else 0)
+        if isinstance(model, type(kalshi_fee_model())) and (model.taker_num, model.taker_den) == (7, 100):
+            assert fee == kalshi_fee(fills)  # and the by-hand rule
+
+
+def test_the_kernel_has_one_compiled_signature_whatever_the_runs_and_validation() -> None:
+    """A second signature would be compiled in the middle of a live batch (a second or more)."""
+    eng_mod.warm_up()
+    e = engine("live")
+    prep = e.prepare([intent("A"), intent("B")])
+    for nr in (1, 3):
+        runs = [run(run_id=f"R{r}", keys_present=frozenset({"kalshi", "polymarket"})) for r in range(nr)]
+        wide = np.ones((2, 2 * nr), bool)[:, ::2]  # a strided view
+        e.decide(prep, runs, wide, NOW, live=(np.broadcast_to(np.ones((2, 1), bool), (2, nr)), {}))
+        decide(engine(), [intent()], runs)
+    assert len(eng_mod._kernel.signatures) == 1
+    assert len(eng_mod._depth.signatures) == 1
+
+
+def test_a_run_at_the_pending_settlement_cap_takes_no_new_fill() -> None:
+    full = run(pending=eng_mod.MAX_PENDING)
+    (out,) = decide(engine(), [intent()], [full])
+    assert out.decisions.reason == ["balance"] and not out.trades
+    assert out.decisions.detail == [
+        "20,000 trades await settlement, the most one run holds: no new fill until some settle"
+    ]
+    (room,) = decide(engine(), [intent("A"), intent("B")], [run(pending=eng_mod.MAX_PENDING - 1)])
+    assert room.decisions.reason == ["taken", "balance"]  # the one free place goes to the first

@@ -45,9 +45,7 @@ def test_every_event_round_trips_through_the_any_decoder() -> None:
         factories.market_info("mi1"),
         factories.opportunity("o1", closed_at=factories.T0),
         factories.intent("i1"),
-        factories.decision("d1"),
         factories.paper_trade("p1"),
-        factories.run_status("r1", factories.T0, "stopped", stopped_at=factories.T0 + 1),
     ]
     assert {type(e) for e in events} == set(EVENT_TYPES)
     for ev in events:
@@ -96,3 +94,13 @@ def test_subjects_read_general_to_specific_and_reject_bad_tokens() -> None:
 def test_exported_schema_is_up_to_date() -> None:
     on_disk = {p.name: p.read_text() for p in SCHEMA_DIR.glob("*.json")}
     assert on_disk == render(), "proto/schema is stale: run `make schema` and commit the result"
+
+
+def test_run_update_round_trips_with_its_decisions_trades_and_snapshot() -> None:
+    from proto.paper import RunUpdate
+
+    ev = factories.run_update("u1", factories.T0)
+    back = codec.decode(codec.encode(ev), RunUpdate)
+    assert back == ev
+    assert back.snapshot.spent_by_day == {20046: 6_690_000}
+    assert len(back.decisions) == 2 and back.trades[0].legs == ev.trades[0].legs

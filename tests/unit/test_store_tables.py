@@ -9,7 +9,6 @@ import pytest
 from libs.store import tables
 from proto.events import (
     BookBatch,
-    Check,
     DeadLetter,
     Leg,
     TradeBatch,
@@ -132,15 +131,15 @@ def test_event_tables_carry_fields_json_and_nullable_times() -> None:
     assert row["closed_at"] is None
     assert msgspec.json.decode(row["legs_json"], type=list[Leg]) == opp.legs
 
-    dec = factories.decision("d1", taken=True)
-    row = tables.decisions_table([dec]).to_pylist()[0]
-    assert row["taken"] == 1
-    assert msgspec.json.decode(row["checks_json"], type=list[Check]) == dec.checks
-
     assert tables.intents_table([factories.intent("i1")]).num_rows == 1
-    assert tables.paper_trades_table([factories.paper_trade("p1")])["fill_pct"].to_pylist() == [0.7]
-    run = factories.run_status("s1", factories.T0, "running")
-    assert tables.paper_runs_table([run])["stopped_at"].to_pylist() == [None]
+    paper = tables.paper_update_tables([factories.run_update("u1", factories.T0)])
+    assert paper["decisions"]["taken"].to_pylist() == [1, 0]
+    assert paper["decisions"]["trade_id"].to_pylist() == ["run-1:int-0:T", ""]
+    assert paper["paper_trades"]["fill_pct"].to_pylist() == [70.0]
+    assert paper["paper_runs"]["stopped_at"].to_pylist() == [None]
+    assert paper["paper_balance_changes"]["amount_micros"].to_pylist() == [-6_690_000]
+    empty = tables.paper_update_tables([])
+    assert all(t.num_rows == 0 and t.schema == tables.SCHEMAS[name] for name, t in empty.items())
     dl = DeadLetter(consumer="c", subject="s", reason="r", data=b"\x00\xff", ts=T0)
     assert tables.dead_letters_table([dl])["data"].to_pylist() == [b"\x00\xff"]
 

@@ -1,0 +1,1143 @@
+"""The paper trader's decisions: safety checks and virtual fills for a batch of intents × runs.
+
+Pure and synchronous (no bus): `Engine.prepare` turns a batch of intents (or success-span
+opportunities) into columns — leg arrays, the books each leg walks (`libs.paper.books.lookup`) and
+the checks that depend only on the intent — and `Engine.decide` runs one numba kernel over every
+(intent, watching run) pair, in stream order, carrying each run's balance and daily spend from one
+intent to the next. Python touches each decision only to name it (ids, reason, detail strings) and
+each taken one to build its `PaperTrade`.
+
+Checks run in `proto.paper.CHECKS` order; a decision records which ran and which passed as bit
+masks, and the first failure is its `reason` with a detail naming the values:
+
+- has_orders: the intent has at least one leg.
+- hedged_pair: 2 legs, one YES and one NO, both buys, limits inside (0, 1), a fee model for each
+  leg's venue that the kernel computes exactly (Kalshi's schedule; Polymarket with exponent 1, as
+  every live market has: another exponent is refused here, naming it), size > 0.
+- min_net_edge: the intent's net edge per contract (as detect priced it) >= the run's minimum.
+- instrument_ids: both legs carry an id without whitespace (a Polymarket token id, a Kalshi ticker).
+- exchange_keys: with MT_PAPER_VALIDATION=live the run's user had keys for every leg's venue when
+  the run started; otherwise passed ("not required").
+- exchange_validation: `bus`: each leg's book is held as of the fill time t1 = book_ts +
+  MT_PAPER_LATENCY_MS, is at most MT_PAPER_MAX_BOOK_AGE_S older than t1, the latest MarketInfo does
+  not say the market is closed/settled/finalized (`books.CLOSED_STATUSES`), and the book has depth
+  at or below the leg's limit. `live`: the venues' own APIs (`libs.paper.exchange`, results handed
+  in by the service). `off`: passed.
+- max_leg: the size is cut so that each leg's size × limit <= the run's max leg; fails at 0.
+- balance: the worst case (size × both limits + both legs' taker fees at their limits) <= cash, and
+  fewer than MAX_PENDING (20,000) of the run's trades await settlement.
+- daily_cap: spent that UTC day (market time: book_ts) + the worst case <= the daily cap.
+- liquidity: leg 0 fills at least one contract on the book as of t1.
+- fill_edge: the pair as it would fill on the books at t1 — leg 0 for the size, leg 1 for what leg 0
+  matched — nets at least the minimum per contract of leg 0 after fees, contracts leg 1 could not
+  match counted as lost. A pair visibly unhedgeable at t1 is skipped here.
+
+Fills (when every check passed): legs fill one after the other. Leg 0 walks its book as of t1 for
+the size (the same walk as above); leg 1 walks its book as of t1 + MT_PAPER_LEG_GAP_MS for leg 0's
+matched size — the market may have moved in between. The hedged size is the smaller match; a
+shortfall on leg 1 is a broken pair (`broken`, `unhedged_size`), recorded, never hidden: its
+`exposure_micros` is the cost + fees of leg 0's unhedged contracts (leg 0's walk for its matched
+size minus its walk for the hedged size), and `pnl_micros = hedged × $1 − every cost − every fee`,
+i.e. the unhedged contracts are counted as lost (conservative: they are a naked position the
+simulator never closes). Fees are each venue's exact rules on each leg's matched levels
+(`libs.fees`, reproduced in integer arithmetic in the kernel and tested against it).
+A success-span decision (`dry`) runs every check but never fills: `eligible` when all pass.
+
+Money is integer micro-dollars, prices 1/10,000 USD, sizes whole contracts; `net // size` floors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from libs.fees import KALSHI, POLYMARKET, FeeModel, KalshiFeeModel, PolymarketFeeModel
+from libs.paper.books import BookHistory, MarketFacts
+from proto.events import DecisionSource, Intent, LegFill, Opportunity, PaperTrade
+from proto.paper import CHECKS, DecisionColumns
+from proto.units import CASH_PER_PRICE_UNIT, CASH_SCALE, PRICE_SCALE
+
+NS_PER_DAY = 86_400 * 1_000_000_000
+PAIR_PAYOUT_MICROS = PRICE_SCALE * CASH_PER_PRICE_UNIT
+"""What one hedged YES + NO pair pays: $1."""
+
+(
+    HAS_ORDERS,
+    HEDGED_PAIR,
+    MIN_NET_EDGE,
+    INSTRUMENT_IDS,
+    EXCHANGE_KEYS,
+    EXCHANGE_VALIDATION,
+    MAX_LEG,
+    BALANCE,
+    DAILY_CAP,
+    LIQUIDITY,
+    FILL_EDGE,
+) = range(11)
+assert CHECKS[FILL_EDGE] == "fill_edge" and CHECKS[EXCHANGE_KEYS] == "exchange_keys" and len(CHECKS) == 11
+
+PASSED = -1
+"""Kernel code: every check passed (taken, or eligible for a span)."""
+NOT_WATCHED = -2
+INTENT_OK = 99
+"""`fail_at` of an intent whose intent-only checks (has_orders, hedged_pair, instrument_ids) pass."""
+
+FEE_KALSHI = 1
+FEE_POLYMARKET = 2
+
+# kernel output columns
+(
+    O_CODE,
+    O_RUN,
+    O_PASS,
+    O_SIZE,
+    O_NEED,
+    O_BALANCE,
+    O_SPENT,
+    O_M0,
+    O_COST0,
+    O_FEE0,
+    O_WORST0,
+    O_M1D,
+    O_COST1D,
+    O_FEE1D,
+    O_NET,
+    O_M1,
+    O_COST1,
+    O_FEE1,
+    O_WORST1,
+    O_EXPOSURE,
+    O_ROOM,
+) = range(21)
+N_OUT = 21
+MAX_PENDING = 20_000
+"""Trades one run may have awaiting settlement: its snapshot carries them all (`RunSnapshot.pending`,
+~100 bytes each), and a RunUpdate must fit NATS's max_payload. At the cap the balance check refuses."""
+
+_WS = re.compile(r"\s")
+Order = Intent | Opportunity
+
+
+# ---------------------------------------------------------------------------------------------
+# the kernel
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _leg_fee(kind: int, a: int, b: int, c: int, d: int, px: int, qty: int) -> tuple[int, int]:
+    """(trade fee, rounding fee) of one taker fill of `qty` at `px`, in micros.
+
+    Kalshi (a/b = coefficient, c = balance precision): the trade fee a/b × C × P × (1 − P) rounded
+    up to $0.0001, and the rounding of the balance change to the precision (`libs.fees`).
+    Polymarket exponent 1 (a/b = rate, c = micros per rounding step, d = half up): the fee rounded.
+    """
+    if kind == FEE_KALSHI:
+        raw = a * qty * px * (PRICE_SCALE - px)
+        t = -((-raw) // (b * 10_000)) * 100
+        change = -(px * qty * CASH_PER_PRICE_UNIT) - t
+        return t, change % c
+    num = qty * a * px * (PRICE_SCALE - px)
+    den = b * 100 * c
+    steps = (2 * num + den) // (2 * den) if d else num // den
+    return steps * c, 0
+
+
+@njit(cache=True, inline="always")
+def _settle(kind: int, t: int, r: int) -> int:
+    """An order's net fee from its fills' summed parts (Kalshi's per-order cent accumulator)."""
+    if kind == FEE_KALSHI and r > 0:
+        return t + r - 10_000 * ((r - 1) // 10_000)
+    return t + r
+
+
+@njit(cache=True)
+def _walk(
+    px: np.ndarray, sz: np.ndarray, reflect: bool, want: int, limit: int, kind: int, a: int, b: int, c: int, d: int
+) -> tuple[int, int, int, int]:
+    """(filled, cost, fee, worst px) of buying up to `want` from a ladder row, best level first,
+    no level above `limit`. `reflect`: the row is YES bids and NO is bought (price 1 − bid)."""
+    left = want
+    cost = 0
+    t_sum = 0
+    r_sum = 0
+    worst = 0
+    for j in range(px.shape[0]):
+        if left == 0:
+            break
+        s = sz[j]
+        if s <= 0:
+            continue
+        p = PRICE_SCALE - px[j] if reflect else px[j]
+        if p > limit:
+            break
+        take = s if s < left else left
+        cost += p * take
+        t, r = _leg_fee(kind, a, b, c, d, p, take)
+        t_sum += t
+        r_sum += r
+        left -= take
+        worst = p
+    filled = want - left
+    fee = _settle(kind, t_sum, r_sum) if filled > 0 else 0
+    return filled, cost * CASH_PER_PRICE_UNIT, fee, worst
+
+
+@njit(cache=True)
+def _depth(
+    rows: np.ndarray,
+    reflect: np.ndarray,
+    limit: np.ndarray,
+    bid_px: np.ndarray,
+    bid_sz: np.ndarray,
+    ask_px: np.ndarray,
+    ask_sz: np.ndarray,
+) -> np.ndarray:
+    """Contracts at or below each leg's limit on its pool row (−1 where there is no row)."""
+    n, k = rows.shape
+    out = np.full((n, k), -1, np.int64)
+    for i in range(n):
+        for leg in range(k):
+            row = rows[i, leg]
+            if row < 0:
+                continue
+            total = 0
+            if reflect[i, leg]:
+                for j in range(bid_px.shape[1]):
+                    if bid_sz[row, j] > 0 and PRICE_SCALE - bid_px[row, j] <= limit[i, leg]:
+                        total += bid_sz[row, j]
+            else:
+                for j in range(ask_px.shape[1]):
+                    if ask_sz[row, j] > 0 and ask_px[row, j] <= limit[i, leg]:
+                        total += ask_sz[row, j]
+            out[i, leg] = total
+    return out
+
+
+@njit(cache=True)
+def _leg_walk(
+    row: int,
+    leg: int,
+    i: int,
+    want: int,
+    limit: np.ndarray,
+    reflect: np.ndarray,
+    fkind: np.ndarray,
+    fpar: np.ndarray,
+    bid_px: np.ndarray,
+    bid_sz: np.ndarray,
+    ask_px: np.ndarray,
+    ask_sz: np.ndarray,
+) -> tuple[int, int, int, int]:
+    if row < 0 or want <= 0:
+        return 0, 0, 0, 0
+    if reflect[i, leg]:
+        px, sz = bid_px[row], bid_sz[row]
+    else:
+        px, sz = ask_px[row], ask_sz[row]
+    p = fpar[i, leg]
+    return _walk(px, sz, reflect[i, leg], want, limit[i, leg], fkind[i, leg], p[0], p[1], p[2], p[3])
+
+
+@njit(cache=True)
+def _kernel(
+    fail_at: np.ndarray,
+    edge: np.ndarray,
+    size_req: np.ndarray,
+    slot: np.ndarray,
+    limit: np.ndarray,
+    reflect: np.ndarray,
+    fkind: np.ndarray,
+    fpar: np.ndarray,
+    row0: np.ndarray,
+    row1g: np.ndarray,
+    bid_px: np.ndarray,
+    bid_sz: np.ndarray,
+    ask_px: np.ndarray,
+    ask_sz: np.ndarray,
+    watch: np.ndarray,
+    keys_ok: np.ndarray,
+    ev_ok: np.ndarray,
+    min_edge: np.ndarray,
+    max_leg: np.ndarray,
+    cap: np.ndarray,
+    balance: np.ndarray,
+    spent: np.ndarray,
+    room: np.ndarray,
+    dry: bool,
+    out: np.ndarray,
+) -> None:
+    """Every (order i, run r) pair in order: checks, then (unless `dry`) the fill, updating the
+    run's `balance` and `spent[r, slot[i]]` in place. Results go to out[i, r, O_*]."""
+    n = fail_at.shape[0]
+    nr = min_edge.shape[0]
+    for i in range(n):
+        for r in range(nr):
+            o = out[i, r]
+            if not watch[i, r]:
+                o[O_CODE] = NOT_WATCHED
+                continue
+            ran = 0
+            passed = 0
+            code = PASSED
+            while True:
+                ran |= 1 << HAS_ORDERS
+                if fail_at[i] == HAS_ORDERS:
+                    code = HAS_ORDERS
+                    break
+                passed |= 1 << HAS_ORDERS
+                ran |= 1 << HEDGED_PAIR
+                if fail_at[i] == HEDGED_PAIR:
+                    code = HEDGED_PAIR
+                    break
+                passed |= 1 << HEDGED_PAIR
+                ran |= 1 << MIN_NET_EDGE
+                if edge[i] < min_edge[r]:
+                    code = MIN_NET_EDGE
+                    break
+                passed |= 1 << MIN_NET_EDGE
+                ran |= 1 << INSTRUMENT_IDS
+                if fail_at[i] == INSTRUMENT_IDS:
+                    code = INSTRUMENT_IDS
+                    break
+                passed |= 1 << INSTRUMENT_IDS
+                ran |= 1 << EXCHANGE_KEYS
+                if not keys_ok[i, r]:
+                    code = EXCHANGE_KEYS
+                    break
+                passed |= 1 << EXCHANGE_KEYS
+                ran |= 1 << EXCHANGE_VALIDATION
+                if not ev_ok[i, r]:
+                    code = EXCHANGE_VALIDATION
+                    break
+                passed |= 1 << EXCHANGE_VALIDATION
+                # max leg: each leg's size x limit within the run's max leg
+                ran |= 1 << MAX_LEG
+                lim0 = limit[i, 0]
+                lim1 = limit[i, 1]
+                size = size_req[i]
+                s0 = max_leg[r] // (lim0 * CASH_PER_PRICE_UNIT)
+                s1 = max_leg[r] // (lim1 * CASH_PER_PRICE_UNIT)
+                if s0 < size:
+                    size = s0
+                if s1 < size:
+                    size = s1
+                if size < 0:
+                    size = 0
+                o[O_SIZE] = size
+                if size <= 0:
+                    code = MAX_LEG
+                    break
+                passed |= 1 << MAX_LEG
+                # balance: the worst case, both legs at their limits, with fees
+                ran |= 1 << BALANCE
+                p0 = fpar[i, 0]
+                p1 = fpar[i, 1]
+                t0, r0 = _leg_fee(fkind[i, 0], p0[0], p0[1], p0[2], p0[3], lim0, size)
+                t1, r1 = _leg_fee(fkind[i, 1], p1[0], p1[1], p1[2], p1[3], lim1, size)
+                need = (
+                    size * (lim0 + lim1) * CASH_PER_PRICE_UNIT
+                    + _settle(fkind[i, 0], t0, r0)
+                    + _settle(fkind[i, 1], t1, r1)
+                )
+                o[O_NEED] = need
+                o[O_BALANCE] = balance[r]
+                o[O_ROOM] = room[r]
+                if need > balance[r] or room[r] <= 0:
+                    code = BALANCE
+                    break
+                passed |= 1 << BALANCE
+                ran |= 1 << DAILY_CAP
+                spent_today = spent[r, slot[i]]
+                o[O_SPENT] = spent_today
+                if spent_today + need > cap[r]:
+                    code = DAILY_CAP
+                    break
+                passed |= 1 << DAILY_CAP
+                # liquidity: leg 0 on its book as of t1
+                ran |= 1 << LIQUIDITY
+                m0, cost0, fee0, worst0 = _leg_walk(
+                    row0[i, 0], 0, i, size, limit, reflect, fkind, fpar, bid_px, bid_sz, ask_px, ask_sz
+                )
+                o[O_M0] = m0
+                o[O_COST0] = cost0
+                o[O_FEE0] = fee0
+                o[O_WORST0] = worst0
+                if m0 <= 0:
+                    code = LIQUIDITY
+                    break
+                passed |= 1 << LIQUIDITY
+                # fill edge: leg 1 on the book as of t1 for what leg 0 matched
+                ran |= 1 << FILL_EDGE
+                m1d, cost1d, fee1d, _w = _leg_walk(
+                    row0[i, 1], 1, i, m0, limit, reflect, fkind, fpar, bid_px, bid_sz, ask_px, ask_sz
+                )
+                net = (m1d * PAIR_PAYOUT_MICROS - cost0 - fee0 - cost1d - fee1d) // m0
+                o[O_M1D] = m1d
+                o[O_COST1D] = cost1d
+                o[O_FEE1D] = fee1d
+                o[O_NET] = net
+                if net < min_edge[r]:
+                    code = FILL_EDGE
+                    break
+                passed |= 1 << FILL_EDGE
+                break
+            o[O_CODE] = code
+            o[O_RUN] = ran
+            o[O_PASS] = passed
+            if code != PASSED or dry:
+                continue
+            # the fill: leg 1 walks its book as of t1 + the leg gap
+            m1, cost1, fee1, worst1 = _leg_walk(
+                row1g[i], 1, i, o[O_M0], limit, reflect, fkind, fpar, bid_px, bid_sz, ask_px, ask_sz
+            )
+            o[O_M1] = m1
+            o[O_COST1] = cost1
+            o[O_FEE1] = fee1
+            o[O_WORST1] = worst1
+            exposure = 0
+            if m1 < o[O_M0]:  # broken pair: leg 0's contracts beyond the hedge are naked
+                _h, cost0h, fee0h, _wh = _leg_walk(
+                    row0[i, 0], 0, i, m1, limit, reflect, fkind, fpar, bid_px, bid_sz, ask_px, ask_sz
+                )
+                exposure = o[O_COST0] + o[O_FEE0] - cost0h - fee0h
+            o[O_EXPOSURE] = exposure
+            total = o[O_COST0] + o[O_FEE0] + cost1 + fee1
+            balance[r] -= total
+            spent[r, slot[i]] += total
+            room[r] -= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# fee models as kernel parameters
+# ---------------------------------------------------------------------------------------------
+
+_FEE_PARAMS: dict[Any, tuple[int, int, int, int, int, int] | str] = {}
+_MAX_PRODUCT = 2**62
+
+
+def fee_params(model: FeeModel) -> tuple[int, int, int, int, int, int] | str:
+    """(kind, a, b, c, d, most contracts computed exactly) for the kernel, or why the model is not
+    supported (a Polymarket exponent other than 1; coefficients too large for int64)."""
+    cached = _FEE_PARAMS.get(model)
+    if cached is not None:
+        return cached
+    out: tuple[int, int, int, int, int, int] | str
+    span = (PRICE_SCALE // 2) ** 2  # the largest px × (1 − px)
+    if isinstance(model, KalshiFeeModel):
+        most = _MAX_PRODUCT // (max(model.taker_num, 1) * span * 2)
+        out = (FEE_KALSHI, model.taker_num, model.taker_den, model.precision_micros, 0, most)
+    elif isinstance(model, PolymarketFeeModel):
+        if model.rate_num == 0:
+            out = (FEE_POLYMARKET, 0, 1, 1, 1, _MAX_PRODUCT)
+        elif (model.exponent_num, model.exponent_den) != (1, 1):
+            out = (
+                f"fee exponent {model.exponent_num}/{model.exponent_den} is not supported by the paper engine "
+                "(every live Polymarket market has exponent 1)"
+            )
+        else:
+            unit = 10 ** (6 - model.decimals)
+            most = _MAX_PRODUCT // (model.rate_num * span * 2)
+            out = (FEE_POLYMARKET, model.rate_num, model.rate_den, unit, int(model.rounding == "half_up"), most)
+    else:  # pragma: no cover - FeeModel is a closed union
+        out = f"fee model {model!r} is not supported"
+    _FEE_PARAMS[model] = out
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# formatting (details name the values)
+# ---------------------------------------------------------------------------------------------
+
+
+def usd(micros: int) -> str:
+    """$1,234.56 (to the cent) for details; exact amounts stay integers on the events."""
+    sign = "-" if micros < 0 else ""
+    return f"{sign}${abs(micros) / CASH_SCALE:,.2f}"
+
+
+def cents(micros: int) -> str:
+    """Micro-dollars per contract as cents, e.g. 0.40c."""
+    return f"{micros / (CASH_SCALE / 100):.2f}c"
+
+
+def price(px: int) -> str:
+    return f"{px / PRICE_SCALE:.4f}"
+
+
+def iso(ns: int) -> str:
+    t = dt.datetime.fromtimestamp(ns // 1_000_000_000, tz=dt.UTC).replace(microsecond=(ns % 1_000_000_000) // 1000)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _id_kind(venue: str) -> str:
+    return {POLYMARKET: "polymarket token id", KALSHI: "kalshi ticker"}.get(venue, f"{venue} instrument id")
+
+
+def _pct(part: int, whole: int) -> float:
+    """100 × part / whole to 4 decimals (the common whole fill without a round() call)."""
+    return 100.0 if part == whole else round(100.0 * part / whole, 4)
+
+
+def _taken_detail(t: PaperTrade) -> str:
+    a, b = t.legs
+    text = (
+        f"filled {t.matched_size} of {t.requested_size} pairs: {a.outcome.upper()} {a.venue} {a.matched_size} "
+        f"for {usd(a.cost_micros)}, {b.outcome.upper()} {b.venue} {b.matched_size} for {usd(b.cost_micros)}, "
+        f"fees {usd(t.fee_micros)}, P&L at settlement {usd(t.pnl_micros)}"
+    )
+    if t.broken:
+        text += f"; broken pair: {t.unhedged_size} unhedged, exposure {usd(t.exposure_micros)}"
+    return text
+
+
+def _eligible_detail(o: list[int]) -> str:
+    return (
+        f"eligible: {o[O_M0]} of {o[O_SIZE]} pairs fillable on the books at the fill time, "
+        f"netting {cents(o[O_NET])}/contract after fees (a span start is never traded)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the engine
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Execution model settings (MT_PAPER_*), in nanoseconds."""
+
+    latency_ns: int = 50_000_000
+    leg_gap_ns: int = 20_000_000
+    max_book_age_ns: int = 60_000_000_000
+    validation: str = "bus"
+    """off | bus | live (MT_PAPER_VALIDATION)."""
+
+
+@dataclass(slots=True)
+class RunLimits:
+    """What the engine needs of one run: thresholds, and the state the kernel carries forward."""
+
+    run_id: str
+    user_id: str
+    min_net_edge_micros: int
+    max_leg_micros: int
+    daily_cap_micros: int
+    settlement_delay_ns: int
+    balance_micros: int
+    spent_by_day: dict[int, int]
+    keys_present: frozenset[str] = frozenset()
+    pending: int = 0
+    """Trades awaiting settlement (at MAX_PENDING the balance check refuses new fills)."""
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """One run's decisions on a batch, its trades, and its cash and daily spend after them."""
+
+    decisions: DecisionColumns
+    trades: list[PaperTrade]
+    balance_micros: int
+    spent_by_day: dict[int, int]
+    taken: int = 0
+    broken: int = 0
+    fees_micros: int = 0
+    exposure_micros: int = 0
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A batch of orders as columns, with the books their legs walk and the intent-only checks."""
+
+    orders: Sequence[Order]
+    source: DecisionSource
+    n: int
+    order_id: np.ndarray
+    """Object array: intent ids, or opportunity ids for success spans."""
+    opp_id: list[str]
+    opp_key: list[str]
+    ts: np.ndarray
+    book_ts: np.ndarray
+    edge: np.ndarray
+    size: np.ndarray
+    day: np.ndarray
+    fail_at: np.ndarray
+    fail_detail: list[str]
+    limit: np.ndarray
+    reflect: np.ndarray
+    fkind: np.ndarray
+    fpar: np.ndarray
+    leg_venues: list[tuple[str, ...]]
+    row0: np.ndarray
+    row1g: np.ndarray
+    row_ts0: np.ndarray
+    row_ts1g: np.ndarray
+    pool: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    ev_ok: np.ndarray
+    """Bus/off exchange validation per order (live: filled per run by the service)."""
+    ev_detail: dict[int, str] = field(default_factory=dict)
+    limit_l: list[list[int]] = field(default_factory=list)
+    edge_l: list[int] = field(default_factory=list)
+    day_l: list[int] = field(default_factory=list)
+    order_id_l: list[str] = field(default_factory=list)
+    ts_l: list[int] = field(default_factory=list)
+    book_ts_l: list[int] = field(default_factory=list)
+
+
+class Engine:
+    """Decides batches of orders for sets of runs against the books and market facts it is given."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        books: BookHistory,
+        facts: MarketFacts,
+        default_fees: dict[str, FeeModel],
+    ) -> None:
+        if settings.validation not in ("off", "bus", "live"):
+            raise ValueError(f"validation={settings.validation!r} must be off, bus or live")
+        self.s = settings
+        self.books = books
+        self.facts = facts
+        self.default_fees = default_fees
+        self._fee_cache: dict[tuple[str, str], tuple[int, int, int, int, int, int] | str | None] = {}
+        self._fee_cache_version = -1
+
+    # -- per order ---------------------------------------------------------------------------
+
+    def fee_model(self, venue: str, instrument: str) -> FeeModel | None:
+        """The leg's fee model: the instrument's own (MarketInfo), else the venue's, else None."""
+        own = self.facts.fees.get((venue, instrument))
+        return own if own is not None else self.default_fees.get(venue)
+
+    def _fee_of(self, venue: str, instrument: str) -> tuple[int, int, int, int, int, int] | str | None:
+        if self._fee_cache_version != self.facts.version:
+            self._fee_cache.clear()
+            self._fee_cache_version = self.facts.version
+        key = (venue, instrument)
+        try:
+            return self._fee_cache[key]
+        except KeyError:
+            model = self.fee_model(venue, instrument)
+            out = None if model is None else fee_params(model)
+            self._fee_cache[key] = out
+            return out
+
+    def prepare(self, orders: Sequence[Order], source: DecisionSource = "intent") -> Prepared:
+        """Columns, intent-only checks and book lookups for a batch (orders in stream order).
+
+        One Python pass over the orders fills plain lists (a numpy element write costs more than
+        the whole check), converted to arrays once at the end.
+        """
+        n = len(orders)
+        what = "intent" if source == "intent" else "opportunity"
+        fail_l = [INTENT_OK] * n
+        fail_detail = [""] * n
+        no_leg: tuple[int, ...] = (1, False, FEE_KALSHI, 1, 1, 1, 1, -1)
+        legs_l: list[tuple[int, ...]] = [no_leg] * (2 * n)
+        keys: list[tuple[str, str]] = []
+        key_of: dict[tuple[str, str], int] = {}
+        leg_venues: list[tuple[str, ...]] = []
+        span = source != "intent"
+        ids = [o.opportunity_id if span else o.id for o in orders]
+        opp_id = [o.opportunity_id for o in orders]
+        opp_key = [o.opportunity_key for o in orders]
+        fee_of = self._fee_of
+        ws = _WS.search
+        for i, o in enumerate(orders):
+            legs = o.legs
+            leg_venues.append(tuple(leg.venue for leg in legs))
+            if not legs:
+                fail_l[i] = HAS_ORDERS
+                fail_detail[i] = f"the {what} has no orders (legs)"
+                continue
+            problem = ""
+            if len(legs) != 2:
+                problem = f"a hedged pair has 2 legs, this {what} has {len(legs)}"
+            elif legs[0].outcome == legs[1].outcome:
+                problem = f"outcomes {[legs[0].outcome, legs[1].outcome]} are not one YES and one NO"
+            elif o.size <= 0:
+                problem = f"size={o.size} must be positive"
+            else:
+                for k, leg in enumerate(legs):
+                    if leg.side != "buy":
+                        problem = f"leg {k} side {leg.side!r}: the paper trader buys both legs"
+                        break
+                    if not 0 < leg.limit_px < PRICE_SCALE:
+                        problem = f"leg {k} limit_px={leg.limit_px} is outside (0, {PRICE_SCALE})"
+                        break
+                    fee = fee_of(leg.venue, leg.instrument)
+                    if fee is None:
+                        known = ", ".join(sorted(self.default_fees))
+                        problem = f"leg {k} venue {leg.venue!r} has no fee model (known: {known})"
+                        break
+                    if isinstance(fee, str):
+                        problem = f"leg {k} {leg.venue} {leg.instrument}: {fee}"
+                        break
+                    if o.size > fee[5]:
+                        problem = f"size={o.size} is too large to compute leg {k}'s {leg.venue} fee exactly"
+                        break
+                    inst = leg.instrument
+                    if not inst or ws(inst):
+                        key_id = -1
+                    else:
+                        key = (leg.venue, inst)
+                        key_id = key_of.get(key, -1)
+                        if key_id < 0:
+                            key_id = key_of[key] = len(keys)
+                            keys.append(key)
+                    legs_l[2 * i + k] = (leg.limit_px, leg.outcome == "no", *fee[:5], key_id)
+            if problem:
+                fail_l[i] = HEDGED_PAIR
+                fail_detail[i] = problem
+                legs_l[2 * i] = legs_l[2 * i + 1] = no_leg
+                continue
+            for k, leg in enumerate(legs):
+                if legs_l[2 * i + k][7] >= 0:
+                    continue
+                if not leg.instrument:
+                    fail_detail[i] = f"leg {k} ({leg.venue}) has no {_id_kind(leg.venue)}"
+                else:
+                    fail_detail[i] = f"leg {k} {_id_kind(leg.venue)} {leg.instrument!r} contains whitespace"
+                fail_l[i] = INSTRUMENT_IDS
+                break
+        leg_arr = np.array(legs_l, np.int64).reshape(n, 2, 8) if n else np.zeros((0, 2, 8), np.int64)
+        limit = np.ascontiguousarray(leg_arr[:, :, 0])
+        reflect = leg_arr[:, :, 1].astype(np.bool_)
+        fkind = np.ascontiguousarray(leg_arr[:, :, 2])
+        fpar = np.ascontiguousarray(leg_arr[:, :, 3:7])
+        key_idx = np.ascontiguousarray(leg_arr[:, :, 7])
+        fail_at = np.array(fail_l, np.int64)
+        key_idx[fail_at != INTENT_OK] = -1
+        order_id = np.empty(n, object)
+        order_id[:] = ids
+        ts = np.fromiter((o.ts for o in orders), np.int64, n)
+        book_ts = np.fromiter((o.book_ts for o in orders), np.int64, n)
+        edge = np.fromiter((o.net_edge_per_contract_micros for o in orders), np.int64, n)
+        size = np.fromiter((o.size for o in orders), np.int64, n)
+        # the books: each leg as of t1, leg 1 also as of t1 + the leg gap
+        t1 = book_ts + self.s.latency_ns
+        q_keys = np.concatenate([key_idx[:, 0], key_idx[:, 1], key_idx[:, 1]])
+        q_ts = np.concatenate([t1, t1, t1 + self.s.leg_gap_ns])
+        found = self.books.lookup(keys, q_keys, q_ts)
+        row0 = np.ascontiguousarray(found.row[: 2 * n].reshape(2, n).T)
+        row_ts0 = np.ascontiguousarray(found.book_ts[: 2 * n].reshape(2, n).T)
+        pool = (found.bid_px, found.bid_sz, found.ask_px, found.ask_sz)
+        prep = Prepared(
+            orders=orders,
+            source=source,
+            n=n,
+            order_id=order_id,
+            opp_id=opp_id,
+            opp_key=opp_key,
+            ts=ts,
+            book_ts=book_ts,
+            edge=edge,
+            size=size,
+            day=book_ts // NS_PER_DAY,
+            fail_at=fail_at,
+            fail_detail=fail_detail,
+            limit=limit,
+            reflect=reflect,
+            fkind=fkind,
+            fpar=fpar,
+            leg_venues=leg_venues,
+            row0=row0,
+            row1g=found.row[2 * n :].copy(),
+            row_ts0=row_ts0,
+            row_ts1g=found.book_ts[2 * n :].copy(),
+            pool=pool,
+            ev_ok=np.ones(n, np.bool_),
+        )
+        prep.limit_l = limit.tolist()
+        prep.edge_l = edge.tolist()
+        prep.day_l = prep.day.tolist()
+        prep.order_id_l = ids
+        prep.ts_l = ts.tolist()
+        prep.book_ts_l = book_ts.tolist()
+        if self.s.validation == "bus":
+            self._bus_validation(prep, keys, key_idx, t1)
+        return prep
+
+    def _bus_validation(self, prep: Prepared, keys: list[tuple[str, str]], key_idx: np.ndarray, t1: np.ndarray) -> None:
+        """Exchange validation against the bus: book held and fresh, market open, depth within limit."""
+        n = prep.n
+        if not n:
+            return
+        depth = _depth(prep.row0, prep.reflect, prep.limit, *prep.pool)
+        closed = np.array([bool(self.facts.closed(*k)) for k in keys] + [False], np.bool_)  # [-1]: no key
+        leg_closed = closed[key_idx]
+        age = t1[:, None] - prep.row_ts0
+        bad = (prep.row0 < 0) | (age > self.s.max_book_age_ns) | leg_closed | (depth <= 0)
+        fails = bad.any(axis=1) & (prep.fail_at == INTENT_OK)
+        prep.ev_ok = ~fails
+        for i in np.flatnonzero(fails).tolist():
+            legs = prep.orders[i].legs
+            for k in (0, 1):
+                if not bad[i, k]:
+                    continue
+                leg = legs[k]
+                name = f"leg {k} {leg.venue} {leg.instrument}"
+                status = self.facts.closed(leg.venue, leg.instrument)
+                if status:
+                    detail = f"{name}: the market is {status} (latest MarketInfo status)"
+                elif prep.row0[i, k] < 0:
+                    detail = f"{name}: no book held at or before the fill time {iso(int(t1[i]))}"
+                elif age[i, k] > self.s.max_book_age_ns:
+                    detail = (
+                        f"{name}: the latest book is {age[i, k] / 1e9:.3f}s older than the fill time "
+                        f"(max {self.s.max_book_age_ns / 1e9:g}s)"
+                    )
+                else:
+                    detail = f"{name}: no {leg.outcome.upper()} depth at or below the limit {price(leg.limit_px)}"
+                prep.ev_detail[i] = detail
+                break
+
+    # -- per run -----------------------------------------------------------------------------
+
+    def keys_ok(self, prep: Prepared, runs: Sequence[RunLimits]) -> np.ndarray:
+        """exchange_keys per (order, run): with live validation, keys for every leg's venue."""
+        ok = np.ones((prep.n, len(runs)), np.bool_)
+        if self.s.validation != "live":
+            return ok
+        for r, run in enumerate(runs):
+            have = run.keys_present
+            ok[:, r] = [set(v) <= have for v in prep.leg_venues]
+        return ok
+
+    def reaching_validation(self, prep: Prepared, runs: Sequence[RunLimits], watch: np.ndarray) -> np.ndarray:
+        """(order, run) pairs whose checks before exchange_validation pass: what live validation
+        must be asked about."""
+        min_edge = np.array([r.min_net_edge_micros for r in runs], np.int64)
+        return (
+            watch
+            & (prep.fail_at == INTENT_OK)[:, None]
+            & (prep.edge[:, None] >= min_edge[None, :])
+            & self.keys_ok(prep, runs)
+        )
+
+    def decide(
+        self,
+        prep: Prepared,
+        runs: Sequence[RunLimits],
+        watch: np.ndarray,
+        now: int,
+        live: tuple[np.ndarray, dict[tuple[int, int], str]] | None = None,
+    ) -> list[RunOutcome | None]:
+        """Decide every watched (order, run) pair; None for a run that watched nothing.
+
+        `watch[i, r]`: run r decides order i. `live`: (ok per (order, run), detail per failed pair)
+        from live exchange validation. `now` (wall clock) stamps decisions and trades.
+        """
+        n, nr = prep.n, len(runs)
+        if nr == 0 or n == 0 or not watch.any():
+            return [None] * nr
+        slot_of: dict[int, int] = {}
+        slot_l = [slot_of.setdefault(d, len(slot_of)) for d in prep.day_l]
+        days = np.array(list(slot_of), np.int64)
+        slot = np.array(slot_l, np.int64)
+        spent = np.array([[run.spent_by_day.get(d, 0) for d in slot_of] for run in runs], np.int64).reshape(
+            nr, len(slot_of)
+        )
+        balance = np.array([run.balance_micros for run in runs], np.int64)
+        keys_ok = self.keys_ok(prep, runs)
+        # every array writable and C-ordered: numba compiles one specialisation per array type, and a
+        # read-only or strided view would mean a compile (a second or more) in the middle of a batch
+        ev_ok = np.empty((n, nr), np.bool_)
+        ev_ok[:] = live[0] if live is not None else prep.ev_ok[:, None]
+        watch_c = np.empty((n, nr), np.bool_)
+        watch_c[:] = watch
+        out = np.zeros((n, nr, N_OUT), np.int64)
+        _kernel(
+            prep.fail_at,
+            prep.edge,
+            prep.size,
+            slot,
+            prep.limit,
+            prep.reflect,
+            prep.fkind,
+            prep.fpar,
+            prep.row0,
+            prep.row1g,
+            *prep.pool,
+            watch_c,
+            keys_ok,
+            ev_ok,
+            np.array([r.min_net_edge_micros for r in runs], np.int64),
+            np.array([r.max_leg_micros for r in runs], np.int64),
+            np.array([r.daily_cap_micros for r in runs], np.int64),
+            balance,
+            spent,
+            np.array([MAX_PENDING - run.pending for run in runs], np.int64),
+            prep.source == "success_span",
+            out,
+        )
+        outcomes: list[RunOutcome | None] = []
+        memo: dict[tuple, str] = {}
+        for r, (run, col) in enumerate(zip(runs, watch_c.T.tolist(), strict=True)):
+            sel_l = [i for i, w in enumerate(col) if w]
+            if not sel_l:
+                outcomes.append(None)
+                continue
+            rows = out[:, r].tolist() if len(sel_l) == n else out[sel_l, r].tolist()
+            outcomes.append(self._outcome(prep, run, r, sel_l, rows, now, int(balance[r]), spent[r], days, live, memo))
+        return outcomes
+
+    def _outcome(
+        self,
+        prep: Prepared,
+        run: RunLimits,
+        r: int,
+        sel_l: list[int],
+        rows: list[list[int]],
+        now: int,
+        balance: int,
+        spent: np.ndarray,
+        days: np.ndarray,
+        live: tuple[np.ndarray, dict[tuple[int, int], str]] | None,
+        memo: dict[tuple, str],
+    ) -> RunOutcome:
+        rid = run.run_id
+        span = prep.source == "success_span"
+        k = len(sel_l)
+        codes = [row[O_CODE] for row in rows]  # rows are plain ints: numpy scalars are slow one by one
+        order_ids = [prep.order_id_l[i] for i in sel_l]
+        ids = [f"{rid}:span:{x}" for x in order_ids] if span else [f"{rid}:{x}" for x in order_ids]
+        reasons: list[str] = []
+        details: list[str] = []
+        trade_ids: list[str] = []
+        trades: list[PaperTrade] = []
+        broken = fees = exposure = 0
+        ok_reason = "eligible" if span else "taken"
+        for j, code in enumerate(codes):
+            i = sel_l[j]
+            row = rows[j]
+            if code == PASSED:
+                reasons.append(ok_reason)
+                if span:
+                    details.append(_eligible_detail(row))
+                    trade_ids.append("")
+                    continue
+                trade = self._trade(prep, run, i, row, ids[j], now)
+                trades.append(trade)
+                trade_ids.append(trade.id)
+                details.append(_taken_detail(trade))
+                fees += trade.fee_micros
+                exposure += trade.exposure_micros
+                broken += trade.broken
+                continue
+            reasons.append(CHECKS[code])
+            trade_ids.append("")
+            details.append(self._fail_detail(code, prep, i, run, r, row, live, memo))
+        decisions = DecisionColumns(
+            id=ids,
+            ts=[now] * k,
+            source=[prep.source] * k,
+            intent_id=[""] * k if span else order_ids,
+            opportunity_id=[prep.opp_id[i] for i in sel_l],
+            opportunity_key=[prep.opp_key[i] for i in sel_l],
+            taken=[c == PASSED and not span for c in codes],
+            reason=reasons,
+            checks_run=[row[O_RUN] for row in rows],
+            checks_passed=[row[O_PASS] for row in rows],
+            detail=details,
+            net_edge_per_contract_micros=[prep.edge_l[i] for i in sel_l],
+            size=[row[O_SIZE] for row in rows],
+            intent_ts=[prep.ts_l[i] for i in sel_l],
+            book_ts=[prep.book_ts_l[i] for i in sel_l],
+            trade_id=trade_ids,
+        )
+        spent_by_day = run.spent_by_day
+        if trades:
+            spent_by_day = dict(spent_by_day)
+            for d, v in zip(days.tolist(), spent.tolist(), strict=True):
+                if v:
+                    spent_by_day[d] = v
+        return RunOutcome(
+            decisions=decisions,
+            trades=trades,
+            balance_micros=balance,
+            spent_by_day=spent_by_day,
+            taken=len(trades),
+            broken=broken,
+            fees_micros=fees,
+            exposure_micros=exposure,
+        )
+
+    def _trade(self, prep: Prepared, run: RunLimits, i: int, o: list[int], decision_id: str, now: int) -> PaperTrade:
+        """The PaperTrade of a taken decision (kernel results in the row `o`)."""
+        order = prep.orders[i]
+        leg0, leg1 = order.legs
+        size, m0, m1 = o[O_SIZE], o[O_M0], o[O_M1]
+        executed_at = now + self.s.latency_ns
+        cost = o[O_COST0] + o[O_COST1]
+        fee = o[O_FEE0] + o[O_FEE1]
+        payout = m1 * PAIR_PAYOUT_MICROS
+        legs = [
+            LegFill(
+                venue=leg0.venue,
+                instrument=leg0.instrument,
+                outcome=leg0.outcome,
+                side=leg0.side,
+                requested_size=size,
+                matched_size=m0,
+                cost_micros=o[O_COST0],
+                fee_micros=o[O_FEE0],
+                worst_px=o[O_WORST0],
+                fill_pct=_pct(m0, size),
+                executed_at=executed_at,
+                book_ts=int(prep.row_ts0[i, 0]),
+            ),
+            LegFill(
+                venue=leg1.venue,
+                instrument=leg1.instrument,
+                outcome=leg1.outcome,
+                side=leg1.side,
+                requested_size=m0,
+                matched_size=m1,
+                cost_micros=o[O_COST1],
+                fee_micros=o[O_FEE1],
+                worst_px=o[O_WORST1],
+                fill_pct=_pct(m1, m0),
+                executed_at=executed_at + self.s.leg_gap_ns,
+                book_ts=int(prep.row_ts1g[i]),
+            ),
+        ]
+        return PaperTrade(
+            id=f"{decision_id}:T",
+            ts=now,
+            run_id=run.run_id,
+            intent_id=order.id,
+            decision_id=decision_id,
+            opportunity_key=order.opportunity_key,
+            requested_size=size,
+            matched_size=m1,
+            fill_pct=_pct(m1, size),
+            legs=legs,
+            cost_micros=cost,
+            fee_micros=fee,
+            payout_micros=payout,
+            pnl_micros=payout - cost - fee,
+            executed_at=executed_at,
+            settled_at=executed_at + run.settlement_delay_ns,
+            user_id=run.user_id,
+            opportunity_id=order.opportunity_id,
+            broken=m1 < m0,
+            unhedged_size=m0 - m1,
+            exposure_micros=o[O_EXPOSURE],
+            net_edge_per_contract_micros=order.net_edge_per_contract_micros,
+        )
+
+    def _fail_detail(
+        self,
+        code: int,
+        prep: Prepared,
+        i: int,
+        run: RunLimits,
+        r: int,
+        o: list[int],
+        live: tuple[np.ndarray, dict[tuple[int, int], str]] | None,
+        memo: dict[tuple, str],
+    ) -> str:
+        """The failed check's detail, naming the values. Details are memoised per batch on every value
+        they show: runs skipping a stream of intents for one reason format it once."""
+        if code in (HEDGED_PAIR, HAS_ORDERS, INSTRUMENT_IDS):
+            return prep.fail_detail[i]
+        if code == EXCHANGE_VALIDATION:
+            if live is not None:
+                return live[1].get((i, r), "exchange validation failed")
+            return prep.ev_detail.get(i, "exchange validation failed")
+        if code == MIN_NET_EDGE:
+            key: tuple = (code, prep.edge_l[i], run.min_net_edge_micros)
+        elif code == EXCHANGE_KEYS:
+            key = (code, prep.leg_venues[i], run.keys_present)
+        elif code == MAX_LEG:
+            key = (code, *prep.limit_l[i], run.max_leg_micros)
+        elif code == BALANCE:
+            key = (code, o[O_NEED], o[O_BALANCE], o[O_SIZE], o[O_ROOM] <= 0)
+        elif code == DAILY_CAP:
+            key = (code, o[O_SPENT], o[O_NEED], prep.day_l[i], run.daily_cap_micros)
+        elif code == LIQUIDITY:
+            key = (code, i)
+        else:
+            key = (code, o[O_NET], o[O_M0], o[O_SIZE], o[O_M1D], run.min_net_edge_micros)
+        text = memo.get(key)
+        if text is None:
+            text = memo[key] = self._format_fail(code, prep, i, run, o)
+        return text
+
+    @staticmethod
+    def _format_fail(code: int, prep: Prepared, i: int, run: RunLimits, o: list[int]) -> str:
+        if code == MIN_NET_EDGE:
+            return f"net edge {cents(prep.edge_l[i])}/contract < minimum {cents(run.min_net_edge_micros)}"
+        if code == EXCHANGE_KEYS:
+            missing = sorted(set(prep.leg_venues[i]) - run.keys_present)
+            present = ", ".join(sorted(run.keys_present)) or "none"
+            return (
+                f"no exchange keys for {', '.join(missing)} (validation=live needs keys for every leg's venue; "
+                f"keys present when the run started: {present})"
+            )
+        lim0, lim1 = prep.limit_l[i]
+        if code == MAX_LEG:
+            return (
+                f"not one contract fits the max leg {usd(run.max_leg_micros)} at limits {price(lim0)} and {price(lim1)}"
+            )
+        size = o[O_SIZE]
+        if code == BALANCE and o[O_ROOM] <= 0:
+            return f"{MAX_PENDING:,} trades await settlement, the most one run holds: no new fill until some settle"
+        if code == BALANCE:
+            need, cash = usd(o[O_NEED]), usd(o[O_BALANCE])
+            return f"needs {need} (worst case: {size} pairs at the limits, with fees), balance {cash}"
+        if code == DAILY_CAP:
+            day = dt.datetime.fromtimestamp(prep.day_l[i] * 86_400, tz=dt.UTC).date().isoformat()
+            return (
+                f"{usd(o[O_SPENT])} spent on {day} (UTC) + {usd(o[O_NEED])} needed > "
+                f"daily cap {usd(run.daily_cap_micros)}"
+            )
+        leg0 = prep.orders[i].legs[0]
+        if code == LIQUIDITY:
+            if prep.row0[i, 0] < 0:
+                return f"leg 0 {leg0.venue} {leg0.instrument}: no book held at the fill time"
+            return (
+                f"leg 0 {leg0.venue} {leg0.outcome.upper()}: no depth at or below the limit {price(lim0)} "
+                f"on the book of {iso(int(prep.row_ts0[i, 0]))}"
+            )
+        return (
+            f"the fill nets {cents(o[O_NET])}/contract after fees < minimum {cents(run.min_net_edge_micros)} "
+            f"(leg 0 {o[O_M0]} of {size}, leg 1 {o[O_M1D]} of {o[O_M0]} on the books at the fill time)"
+        )
+
+
+def warm_up() -> None:
+    """Load (or compile, the first time on a machine) the numba kernels with the types `decide` uses,
+    on a made-up market: a service calls this at start so no intent waits for it (~0.5 s)."""
+    from libs.fees import kalshi_fee_model, polymarket_fee_model
+    from proto.events import BookBatch, Leg
+
+    books = BookHistory()
+    for venue in ("polymarket", "kalshi"):
+        books.add(
+            BookBatch(
+                id=venue, ts=0, venue=venue, source="warm-up", levels=1, instruments=["W"], inst_idx=[0],
+                book_ts=[NS_PER_DAY], bid_px=[5_000], bid_sz=[10], ask_px=[5_100], ask_sz=[10],
+            )
+        )  # fmt: skip
+    fees: dict[str, FeeModel] = {"kalshi": kalshi_fee_model(), "polymarket": polymarket_fee_model("0.01")}
+    engine = Engine(EngineSettings(), books, MarketFacts(), fees)
+    legs = [
+        Leg(venue="polymarket", instrument="W", outcome="yes", size=1, limit_px=5_100, cost_micros=0, fee_micros=0),
+        Leg(venue="kalshi", instrument="W", outcome="no", size=1, limit_px=5_000, cost_micros=0, fee_micros=0),
+    ]
+    order = Intent(
+        id="w", ts=NS_PER_DAY, opportunity_id="w", opportunity_key="w", strategy="w", legs=legs, size=1,
+        net_edge_micros=0, net_edge_per_contract_micros=0, book_ts=NS_PER_DAY,
+    )  # fmt: skip
+    run = RunLimits("w", "w", -(10**9), 10**9, 10**12, 0, 10**12, {})
+    for source in ("intent", "success_span"):
+        prep = engine.prepare([order], source)  # type: ignore[arg-type]
+        engine.decide(prep, [run], np.ones((1, 1), np.bool_), NS_PER_DAY)

@@ -1,0 +1,238 @@
+"""Paper runs: start validation, durations and the 7-day cap (injected clock), what a run watches,
+and the steps of its life (start, fills, settlement exactly once, stop)."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+import numpy as np
+import pytest
+
+from libs.paper.engine import RunOutcome
+from proto.events import Leg
+from proto.paper import DecisionColumns, RunConfig, RunFilters, RunUpdate, StartRequest, StartRun
+from services.paper.runs import PaperRun, RunError, first_snapshot, new_config
+from tests import factories
+
+NOW = 1_765_000_000_000_000_000
+MIN = 60 * 1_000_000_000
+CAP = 7 * 24 * 60.0
+
+
+def start(**request: object) -> StartRun:
+    req = {"starting_usd": 1_000.0} | request
+    return StartRun(
+        user_id="u1",
+        request=msgspec.convert(req, StartRequest),
+        min_net_edge_micros=5_000,
+        max_leg_micros=100_000_000,
+        daily_cap_micros=1_000_000_000,
+        keys_present=["kalshi", "kalshi"],
+    )
+
+
+def config(req: StartRun, now: int = NOW):
+    return new_config(
+        req,
+        now=now,
+        max_duration_min=CAP,
+        settlement_delay_ns=2 * 10**9,
+        validation="bus",
+        venues=["kalshi", "polymarket"],
+    )
+
+
+def test_a_run_without_duration_ends_at_the_7_day_cap_and_one_with_a_duration_then() -> None:
+    forever = config(start(), now=NOW)
+    assert forever.duration_minutes == 0 and forever.ends_at == NOW + 7 * 24 * 60 * MIN
+    assert PaperRun(forever, first_snapshot(forever)).end_reason() == "max_duration"
+    zero = config(start(duration_minutes=0), now=NOW + 5)
+    assert zero.ends_at == NOW + 5 + 7 * 24 * 60 * MIN
+    hour = config(start(duration_minutes=90.5), now=NOW)
+    assert hour.ends_at == NOW + 90 * MIN + 30 * 10**9 and hour.duration_minutes == 90.5
+    assert PaperRun(hour, first_snapshot(hour)).end_reason() == "duration"
+    assert config(start(duration_minutes=CAP)).ends_at == NOW + 7 * 24 * 60 * MIN  # exactly the cap is allowed
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "message"),
+    [
+        ({"starting_usd": -5.0}, "starting_usd=-5.0 must be a positive, finite amount of USD"),
+        ({"starting_usd": 0.0}, "starting_usd=0.0 must be a positive"),
+        ({"starting_usd": float("nan")}, "starting_usd=nan must be a positive"),
+        ({"starting_usd": float("inf")}, "starting_usd=inf must be a positive"),
+        ({"duration_minutes": -1.0}, "duration_minutes=-1.0 must not be negative"),
+        ({"duration_minutes": CAP + 1}, "duration_minutes=10081 exceeds the maximum of 10080 minutes (7 days)"),
+        ({"duration_minutes": float("inf")}, "duration_minutes=inf must be a finite number of minutes"),
+        ({"label": "x" * 201}, "label has 201 characters, at most 200"),
+        ({"notes": "n" * 2001}, "notes has 2001 characters, at most 2000"),
+        ({"opportunity_keys": ["a", " "]}, "opportunity_keys[1]=' ' must not be blank"),
+        ({"opportunity_keys": ["a b"]}, "opportunity_keys[0]='a b' must be at most 200 characters without whitespace"),
+        (
+            {"filters": {"venues": ["nyse"]}},
+            "filters.venues[0]='nyse' is not a venue paper trades (kalshi, polymarket)",
+        ),
+        ({"filters": {"min_net_edge_cents": -1.0}}, "filters.min_net_edge_cents=-1.0 must be a finite number"),
+    ],
+)
+def test_bad_start_requests_are_refused_naming_the_field(request_fields: dict, message: str) -> None:
+    with pytest.raises(RunError) as err:
+        config(start(**request_fields))
+    assert err.value.status == 422
+    assert message in err.value.detail
+
+
+def test_bad_profile_thresholds_and_user_ids_are_refused() -> None:
+    with pytest.raises(RunError, match=r"max_leg_micros=0 \(from the user's profile\) must be > 0"):
+        config(msgspec.structs.replace(start(), max_leg_micros=0))
+    with pytest.raises(RunError, match=r"min_net_edge_micros=-1 .* must be >= 0"):
+        config(msgspec.structs.replace(start(), min_net_edge_micros=-1))
+    with pytest.raises(RunError, match=re.escape("user_id 'a.b' is not a valid NATS subject token")):
+        config(msgspec.structs.replace(start(), user_id="a.b"))
+
+
+def test_keys_merge_without_duplicates_and_a_filter_can_only_raise_the_minimum_edge() -> None:
+    cfg = config(start(opportunity_key="k1", opportunity_keys=["k2", "k1", "k3"], label="L", notes="N"))
+    assert cfg.opportunity_keys == ["k1", "k2", "k3"] and (cfg.label, cfg.notes) == ("L", "N")
+    assert config(start(opportunity_key="  ")).opportunity_keys == []  # a blank single key: none given
+    assert cfg.keys_present == ["kalshi"] and cfg.starting_micros == 1_000_000_000
+    assert config(start(filters={"min_net_edge_cents": 2.5})).min_net_edge_micros == 25_000
+    assert config(start(filters={"min_net_edge_cents": 0.1})).min_net_edge_micros == 5_000  # the profile's 0.5c
+
+
+def order(id: str, ts: int, key: str = "k1", strategy: str = "xarb", venues=("polymarket", "kalshi"), inst="FED-25"):
+    legs = [
+        Leg(venue=v, instrument=inst, outcome=o, size=1, limit_px=4_000, cost_micros=0, fee_micros=0)
+        for v, o in zip(venues, ("yes", "no"), strict=False)
+    ]
+    return factories._with(factories.intent(id), {"ts": ts, "opportunity_key": key, "strategy": strategy, "legs": legs})
+
+
+def test_a_run_watches_its_window_keys_and_filters_and_skips_what_it_decided() -> None:
+    cfg = config(
+        start(
+            duration_minutes=10,
+            opportunity_keys=["k1", "k2"],
+            filters={"venues": ["polymarket", "kalshi"], "strategies": ["xarb"], "instruments": ["FED-*"]},
+        )
+    )
+    run = PaperRun(cfg, first_snapshot(cfg))
+    orders = [
+        order("before", NOW - 1),
+        order("ok", NOW),
+        order("other key", NOW + 1, key="k9"),
+        order("other strategy", NOW + 2, strategy="mm"),
+        order("other venue", NOW + 3, venues=("nyse", "kalshi")),
+        order("other instrument", NOW + 4, inst="BTC"),
+        order("k2", NOW + 5, key="k2"),
+        order("at the end", cfg.ends_at),
+    ]
+    seqs = np.arange(1, len(orders) + 1)
+    ts = np.array([o.ts for o in orders])
+    assert run.watches(orders, seqs, ts, 0).tolist() == [False, True, False, False, False, False, True, False]
+    assert run.watches(orders, seqs, ts, 2).tolist()[1] is False  # seq 2 already decided
+    stopped = PaperRun(cfg, msgspec.structs.replace(first_snapshot(cfg), state="stopped"))
+    assert not stopped.watches(orders, seqs, ts, 0).any()
+    everything = config(start())
+    assert PaperRun(everything, first_snapshot(everything)).watches(orders, seqs, ts, 0).tolist()[1:7] == [True] * 6
+
+
+def store(run: PaperRun) -> RunUpdate:
+    """Build the next update from the queued steps and mark it stored, as the committer does."""
+    update, n = run.next_update(NOW)
+    run.mark_stored(update, n)
+    return update
+
+
+def fill(cfg: RunConfig, intent: str, settled_at: int) -> tuple[RunOutcome, int]:
+    trade = factories.paper_trade(
+        f"{cfg.run_id}:{intent}:T", executed_at=NOW + 10, settled_at=settled_at, cost_micros=6_650_000,
+        fee_micros=40_000, payout_micros=7_000_000, pnl_micros=310_000,
+    )  # fmt: skip
+    decisions = DecisionColumns(
+        id=[f"{cfg.run_id}:{intent}"], ts=[NOW], source=["intent"], intent_id=[intent], opportunity_id=["O"],
+        opportunity_key=["k"], taken=[True], reason=["taken"], checks_run=[2047], checks_passed=[2047],
+        detail=["x"], net_edge_per_contract_micros=[1], size=[10], intent_ts=[NOW], book_ts=[NOW],
+        trade_id=[trade.id],
+    )  # fmt: skip
+    spent = 6_690_000
+    return RunOutcome(
+        decisions=decisions, trades=[trade], balance_micros=10**9 - spent, spent_by_day={20428: spent}, taken=1,
+        fees_micros=40_000,
+    ), spent  # fmt: skip
+
+
+def test_steps_start_fill_settle_once_and_stop() -> None:
+    cfg = config(start(duration_minutes=60))
+    run = PaperRun(cfg, first_snapshot(cfg))
+    run.start_step()
+    first = store(run)
+    assert first.snapshot.version == 1 and [c.kind for c in first.balance_changes] == ["start"]
+    assert first.balance_changes[0].id == f"{cfg.run_id}:start" and first.balance_changes[0].amount_micros == 10**9
+    outcome, spent = fill(cfg, "I1", NOW + 100)
+    run.decision_step(outcome, source="intent", last_seq=42)
+    assert run.snap.balance_micros == 10**9 - spent  # applied at once: the next decision sees it
+    assert (run.queued, run.stored) == (2, 1)
+    step = store(run)
+    s = step.snapshot
+    assert (s.version, s.intent_seq, s.opp_seq, s.balance_micros, s.unsettled_micros) == (
+        2, 42, 0, 10**9 - spent, 7_000_000
+    )  # fmt: skip
+    assert (s.decisions, s.taken, s.trades, s.fees_micros, s.pnl_micros) == (1, 1, 1, 40_000, 0)
+    assert [(c.kind, c.amount_micros, c.balance_micros) for c in step.balance_changes] == [
+        ("fill", -spent, 10**9 - spent)
+    ]
+    trade_id = outcome.trades[0].id
+    assert [p.trade_id for p in s.pending] == [trade_id] and step.trades == outcome.trades
+    assert run.settle_step(NOW + 99) is None
+    assert run.settle_step(NOW + 100) is not None
+    settle = store(run)
+    assert [(c.id, c.kind, c.amount_micros, c.pnl_micros) for c in settle.balance_changes] == [
+        (f"{trade_id}:settle", "settle", 7_000_000, 310_000)
+    ]
+    assert settle.snapshot.balance_micros == 10**9 + 310_000 and settle.snapshot.pending == []
+    assert run.settle_step(NOW + 10**12) is None  # settled exactly once
+    run.stop_step(state="stopped", reason="requested", stopped_at=NOW + 200)
+    stop = store(run)
+    assert (stop.snapshot.state, stop.snapshot.stop_reason, stop.snapshot.stopped_at, stop.snapshot.version) == (
+        "stopped", "requested", NOW + 200, 4
+    )  # fmt: skip
+    ids = {first.id, step.id, settle.id, stop.id}
+    assert len(ids) == 4 and all(i.startswith(f"{cfg.run_id}:v") for i in ids)
+
+
+def test_steps_queued_meanwhile_are_stored_together_with_the_snapshot_after_the_last() -> None:
+    cfg = config(start())
+    run = PaperRun(cfg, first_snapshot(cfg))
+    run.start_step()
+    first, n = run.next_update(NOW)  # in flight ...
+    a, _ = fill(cfg, "I1", NOW + 100)
+    run.decision_step(a, source="intent", last_seq=7)  # ... while these queue up
+    b = RunOutcome(decisions=factories.decisions(cfg.run_id, n=3), trades=[], balance_micros=run.snap.balance_micros,
+                   spent_by_day=run.snap.spent_by_day)  # fmt: skip
+    run.decision_step(b, source="intent", last_seq=9)
+    run.mark_stored(first, n)
+    both, n2 = run.next_update(NOW)
+    assert n2 == 2 and both.snapshot.version == 2 and both.snapshot.intent_seq == 9
+    assert both.decisions.id == [f"{cfg.run_id}:I1", *factories.decisions(cfg.run_id, n=3).id]
+    assert both.snapshot.decisions == 4 and [c.kind for c in both.balance_changes] == ["fill"]
+    run.mark_stored(both, n2)
+    assert run.parts == [] and run.stored == run.queued == 3
+
+
+def test_update_ids_are_the_same_for_the_same_step_and_differ_for_different_content() -> None:
+    cfg = config(start())
+    a = PaperRun(cfg, first_snapshot(cfg))
+    b = PaperRun(cfg, first_snapshot(cfg))
+    a.start_step()
+    b.start_step()
+    assert a.next_update(NOW)[0].id == b.next_update(NOW + 5)[0].id  # a retry of the same step dedups
+    b.stop_step(state="stopped", reason="requested", stopped_at=NOW)
+    b.parts = b.parts[1:]
+    assert b.next_update(NOW)[0].id != a.next_update(NOW)[0].id
+
+
+def test_filters_decode_strictly() -> None:
+    with pytest.raises(msgspec.ValidationError, match="unknown field `venue`"):
+        msgspec.convert({"venue": ["x"]}, RunFilters)
