@@ -102,7 +102,8 @@ class RunSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """Realised: Σ pnl of settled trades (a broken pair's unhedged contracts count as lost)."""
     fees_micros: int = 0
     exposure_micros: int = 0
-    """Cost + fees of unhedged contracts of broken pairs, still at risk."""
+    """Cost + fees of the unhedged contracts of every broken pair so far (cumulative: the simulator
+    never closes naked contracts, and P&L counts them as lost)."""
     unsettled_micros: int = 0
     """Payouts of executed trades awaiting settlement."""
     decisions: int = 0

@@ -62,7 +62,8 @@ async def cmd_run(settings: Settings, name: str) -> int:
 
     if not settings.nats_url:
         raise ConfigError("markettwin run needs NATS_URL (e.g. nats://nats:4222); use `markettwin up` to embed one")
-    uses_store = service_class(name).uses_store
+    # paper reads users' exchange keys from ClickHouse when it validates against the live venues
+    uses_store = service_class(name).uses_store or (name == "paper" and settings.paper_validation == "live")
     if uses_store and not settings.clickhouse_url:
         raise ConfigError(
             f"markettwin run {name} needs CLICKHOUSE_URL (e.g. http://user:pass@clickhouse:8123/markettwin); "

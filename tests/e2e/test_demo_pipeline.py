@@ -21,42 +21,73 @@ async def test_demo_pipeline_report_is_consistent(settings: Settings) -> None:
     assert report.rows["book_tops"] >= 2 * 1006
     assert report.opportunities > 0, "the Fed data crosses by 1-3c: detect must see opportunities"
     assert report.intents > 0
-    assert len(report.runs) == 1
-    run = report.runs[0]
-    assert run.state == "stopped"
-    assert run.decisions == report.intents, "every intent has exactly one decision"
-    assert run.taken == run.trades and run.trades > 0
-    assert run.decisions == sum(run.decisions_by_reason.values())
+    # the built-in default run and the demo user's three runs (started over the HTTP API), all stopped
+    assert sorted(r.label for r in report.runs) == ["default", "small", "strict", "wide"]
+    assert {r.state for r in report.runs} == {"stopped"}
+    by_label = {r.label: r for r in report.runs}
+    assert by_label["wide"].trades > 0 and by_label["default"].trades > 0
+    assert by_label["strict"].trades == 0, "no Fed or synthetic intent nets 3c"
+    assert by_label["small"].decisions_by_reason.get("balance", 0) > 0, "$25 cannot pay for most intents"
 
     store = open_store(settings)
     try:
-        # every trade belongs to a taken decision of the same run and intent
+        opened = store.query_df(
+            "SELECT uniqExactIf(opportunity_id, status = 'opened') FROM {db}.opportunities FINAL"
+        ).item()
+        for run in report.runs:
+            assert run.taken == run.trades
+            assert run.decisions == sum(run.decisions_by_reason.values())
+            sources = dict(
+                store.query_df(
+                    "SELECT decision_source, count() FROM {db}.decisions FINAL WHERE run_id = {r:String} "
+                    "GROUP BY decision_source",
+                    {"r": run.run_id},
+                ).rows()
+            )
+            # every run watches everything from before the first book: one decision per intent and per span start
+            assert sources == {"intent": report.intents, "success_span": opened}, run.label
+        # every trade belongs to a taken intent decision of the same run and intent
         orphans = store.query_df(
             "SELECT count() FROM {db}.paper_trades AS t FINAL LEFT ANY JOIN "
             "(SELECT id, taken, intent_id, run_id FROM {db}.decisions FINAL) AS d ON t.decision_id = d.id "
             "WHERE d.taken != 1 OR d.intent_id != t.intent_id OR d.run_id != t.run_id"
         ).item()
         assert orphans == 0
-        # every intent has exactly one decision (no intent without, none with two)
+        # every intent has exactly one decision per run (none without, none with two)
         per_intent = store.query_df(
             "SELECT i.id AS intent_id, countIf(d.id != '') AS n FROM {db}.intents AS i FINAL "
-            "LEFT JOIN (SELECT id, intent_id FROM {db}.decisions FINAL) AS d ON d.intent_id = i.id GROUP BY i.id"
+            "LEFT JOIN (SELECT id, intent_id FROM {db}.decisions FINAL WHERE decision_source = 'intent') AS d "
+            "ON d.intent_id = i.id GROUP BY i.id"
         )
-        assert per_intent["n"].to_list() == [1] * report.intents
-        # P&L is the sum over trades, and each trade's legs add up to the trade
+        assert per_intent["n"].to_list() == [len(report.runs)] * report.intents
         trades = store.query_df("SELECT * FROM {db}.paper_trades FINAL")
-        pnl_micros = int(trades["pnl_micros"].sum())
-        assert abs(run.pnl_usd - pnl_micros / 1e6) < 1e-6
         for t in trades.iter_rows(named=True):
             legs = json.loads(t["legs_json"])
             assert sum(leg["cost_micros"] for leg in legs) == t["cost_micros"]
             assert sum(leg["fee_micros"] for leg in legs) == t["fee_micros"]
-            assert all(leg["matched_size"] == t["matched_size"] for leg in legs), "equal contracts on both legs"
+            # legs fill in turn: the second gets at most what the first got; the hedged pairs are the least
+            assert legs[1]["matched_size"] <= legs[0]["matched_size"] <= t["requested_size"]
+            assert t["matched_size"] == legs[1]["matched_size"] > 0
+            assert t["unhedged_size"] == legs[0]["matched_size"] - legs[1]["matched_size"]
+            assert t["broken"] == (t["unhedged_size"] > 0)
             assert t["payout_micros"] == t["matched_size"] * 1_000_000
             assert t["pnl_micros"] == t["payout_micros"] - t["cost_micros"] - t["fee_micros"]
-            assert 0 < t["matched_size"] <= t["requested_size"]
-        # the run's balance moved by exactly what the trades cost
-        spent = int(trades["cost_micros"].sum() + trades["fee_micros"].sum())
-        assert abs((run.starting_usd - run.balance_usd) - spent / 1e6) < 1e-6
+        for run in report.runs:
+            mine = trades.filter(trades["run_id"] == run.run_id)
+            assert abs(run.pnl_usd - int(mine["pnl_micros"].sum()) / 1e6) < 1e-6
+            # the cash ledger: the start, one fill per trade (its cost and fees), one payout per settled trade
+            ledger = store.query_df(
+                "SELECT kind, trade_id, amount_micros FROM {db}.paper_balance_changes FINAL WHERE run_id = {r:String}",
+                {"r": run.run_id},
+            )
+            fills = {r["trade_id"]: -r["amount_micros"] for r in ledger.iter_rows(named=True) if r["kind"] == "fill"}
+            settles = {r["trade_id"]: r["amount_micros"] for r in ledger.iter_rows(named=True) if r["kind"] == "settle"}
+            cost = {t["id"]: t["cost_micros"] + t["fee_micros"] for t in mine.iter_rows(named=True)}
+            payout = {t["id"]: t["payout_micros"] for t in mine.iter_rows(named=True)}
+            assert fills == cost
+            assert set(settles) <= set(payout) and all(settles[k] == payout[k] for k in settles)
+            starting = round(run.starting_usd * 1e6)
+            expected = starting - sum(cost.values()) + sum(settles.values())
+            assert round(run.balance_usd * 1e6) == expected, run.label
     finally:
         store.close()
