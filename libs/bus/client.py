@@ -33,6 +33,7 @@ def stream_config(d: StreamDef) -> StreamConfig:
         storage=StorageType.FILE,
         max_age=d.max_age_s,
         max_bytes=d.max_bytes,
+        max_msgs_per_subject=d.max_msgs_per_subject,
         discard=DiscardPolicy.OLD,
         duplicate_window=d.duplicate_window_s,
     )

@@ -14,6 +14,12 @@ the intent consumer acks a batch of intents only when every run that decided the
 decisions. If the service stops before a step is stored, that step is lost from memory but not from
 the world: its intents were not acked, so the next instance (resuming from the last stored update of
 each run) decides them again, exactly once per run.
+
+After each update is stored, the same snapshot (config and snapshot only, same version) goes to
+`paperstate.<run_id>` in the PAPERSTATE stream, which keeps one message per run for a year: PAPER
+discards its oldest messages at its byte limit, which may be a quiet running run's last update, and
+a restart resumes each run from the higher version of the two (`intake.last_updates`). The snapshot
+goes out only once its update is stored, so it never claims a step PAPER does not have.
 """
 
 from __future__ import annotations
@@ -29,6 +35,21 @@ from libs.ids import now_ns
 from proto import subjects
 from proto.paper import RunUpdate
 from services.paper.runs import PaperRun, Part
+
+STATE_PREFIX = "paperstate"
+"""`paperstate.<run_id>`: a run's latest snapshot (the PAPERSTATE stream)."""
+
+
+def state_subject(run_id: str) -> str:
+    """`paperstate.<run_id>` (the id checked to be one subject token)."""
+    return f"{STATE_PREFIX}.{subjects.token(run_id, 'run_id')}"
+
+
+def state_of(update: RunUpdate) -> RunUpdate:
+    """The snapshot-only copy of a stored update: its run and snapshot, no decisions, trades or
+    balance changes (the id is the update's with `:state`, for JetStream's duplicate check)."""
+    return RunUpdate(id=f"{update.id}:state", ts=update.ts, run=update.run, snapshot=update.snapshot)
+
 
 OnStored = Callable[[PaperRun, RunUpdate, list[Part]], None]
 
@@ -66,7 +87,8 @@ class Committer:
         try:
             while run.parts:
                 update, n = run.next_update(now_ns())
-                await self._store(run, update)
+                await self._store(run, update, subjects.paper("update", run.run_id))
+                await self._store(run, state_of(update), state_subject(run.run_id))
                 done = run.mark_stored(update, n)
                 self.updates += 1
                 self._resolve(run)
@@ -77,9 +99,8 @@ class Committer:
         finally:
             self._tasks.pop(run.run_id, None)
 
-    async def _store(self, run: PaperRun, update: RunUpdate) -> None:
+    async def _store(self, run: PaperRun, update: RunUpdate, subject: str) -> None:
         wait = 0.1
-        subject = subjects.paper("update", run.run_id)
         while True:
             try:
                 await self.bus.publish(subject, update)

@@ -19,8 +19,13 @@ needs it to:
   stop the service.
 - A message that does not decode is dead-lettered at once.
 
-When the service stops, what was fetched but not acked is simply left: JetStream redelivers it
-after `ack_wait_s` to the next instance, which skips what its runs already decided.
+When the service stops, what was fetched but not acked is simply left. The next instance must not
+rely on JetStream's redelivery of it: a reused durable hands out *new* messages first and the
+unacked ones only after `ack_wait`, by when runs have moved past them and AckPolicy.ALL has acked
+them. So `start(resume_from=...)` deletes the durable and creates it again delivering from
+min(its ack floor + 1, `resume_from`) — the service passes the first sequence some running run has
+not decided — in order; what the runs already decided comes again and is skipped by them. If the
+server loses the consumer while running, it is created again from the sequence after the last ack.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import msgspec
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from libs.bus import Bus
 from libs.ids import now_ns
@@ -100,19 +106,51 @@ class OrderedConsumer:
         self._inflight = 0
         self._room = asyncio.Event()
         self._room.set()
+        self.start_seq: int | None = None
+        """Stream sequence the durable was (re)created to deliver from (None: from the first)."""
+        self.acked_seq = 0
+        """Stream sequence of the last message acked (AckPolicy.ALL: everything up to it)."""
 
-    def config(self) -> ConsumerConfig:
+    def config(self, start_seq: int | None = None) -> ConsumerConfig:
+        """The durable's config, delivering from `start_seq` (None: from the stream's first message)."""
+        if start_seq is None:
+            policy: dict[str, Any] = {"deliver_policy": DeliverPolicy.ALL}
+        else:
+            policy = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": max(1, start_seq)}
         return ConsumerConfig(
             durable_name=self.durable,
             ack_policy=AckPolicy.ALL,
             ack_wait=self.ack_wait_s,
             max_ack_pending=max(self.batch * 16, 8_192),
-            deliver_policy=DeliverPolicy.ALL,
             filter_subject=self.filter_subject,
+            **policy,
         )
 
-    async def start(self) -> OrderedConsumer:
-        await self.bus.js.add_consumer(self.stream, self.config())
+    async def _create(self, start_seq: int | None) -> None:
+        """Delete the durable (if it exists) and create it delivering from `start_seq`, in order."""
+        with contextlib.suppress(NotFoundError):
+            await self.bus.js.delete_consumer(self.stream, self.durable)
+        await self.bus.js.add_consumer(self.stream, self.config(start_seq))
+        self.start_seq = start_seq
+
+    async def start(self, resume_from: int | None = None) -> OrderedConsumer:
+        """(Re)create the durable delivering from its ack floor + 1, or from `resume_from` when there
+        is no durable yet, and start.
+
+        The ack floor alone is enough when the durable exists: a batch is acked only once every step
+        of every run is stored, so each run has decided and stored everything at or below it (a run
+        that watches nothing would otherwise drag the start back to its snapshot's 0). `resume_from`
+        is the first stream sequence the caller may not have decided (None: the stream's first
+        message). Everything fetched and not acked by an earlier instance comes again first, in
+        order, instead of after `ack_wait` behind newer messages (see the module docstring)."""
+        start_seq = resume_from
+        try:
+            info = await self.bus.js.consumer_info(self.stream, self.durable)
+            start_seq = (int(info.ack_floor.stream_seq or 0) if info.ack_floor is not None else 0) + 1
+        except NotFoundError:
+            pass
+        await self._create(start_seq)
+        self.log.info("consumer created", durable=self.durable, start_seq=start_seq)
         self._inbox = self.bus.nc.new_inbox()
         self._sub = await self.bus.nc.subscribe(
             self._inbox, cb=self._on_msg, pending_msgs_limit=1_000_000, pending_bytes_limit=-1
@@ -137,7 +175,9 @@ class OrderedConsumer:
                 if self._lost:
                     self._lost = False
                     await asyncio.sleep(0.25)
-                    await self.bus.js.add_consumer(self.stream, self.config())
+                    # from the sequence after the last ack: what was handled and not acked comes again
+                    # (the runs skip it); nothing after the last ack is skipped
+                    await self._create(self.acked_seq + 1 if self.acked_seq else self.start_seq)
                 if self._pending <= self.batch:
                     await self._pull(self.batch * 2 - self._pending)
                 try:
@@ -192,6 +232,7 @@ class OrderedConsumer:
                 if stored is not None:
                     await stored
                 await last.ack()
+                self.acked_seq = max(self.acked_seq, stream_seq(last.reply)[0])
                 self.processed += n
             except asyncio.CancelledError:
                 raise

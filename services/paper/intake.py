@@ -11,8 +11,9 @@ again from the sequence after the last one applied, so nothing is skipped or app
 service calls it before starting the intent consumer (so the backlog of intents is decided on the
 books of its time), and again when an intent names a book the intake has not seen yet.
 
-`last_updates()` reads the newest `RunUpdate` of every run (`paper.update.<run_id>`, one per
-subject, DeliverPolicy.LAST_PER_SUBJECT): what a restarted service resumes from.
+`last_updates()` reads the newest `RunUpdate` of every run (`paper.update.<run_id>` in PAPER and the
+snapshot on `paperstate.<run_id>` in PAPERSTATE, one per subject, DeliverPolicy.LAST_PER_SUBJECT),
+keeping per run the higher snapshot version: what a restarted service resumes from.
 """
 
 from __future__ import annotations
@@ -205,37 +206,63 @@ class BookIntake:
             await self.bus.js.delete_consumer(streams.MD.name, self.name)
 
 
-async def last_updates(bus: Bus, timeout_s: float = 30.0) -> list[RunUpdate]:
-    """The newest RunUpdate of every run in the PAPER stream (undecodable ones are skipped, logged by
-    the caller through the count they return)."""
+async def _last_per_subject(bus: Bus, stream: str, subject: str, log: Any, timeout_s: float) -> list[RunUpdate]:
+    """The newest RunUpdate on every subject matching `subject` in `stream`. One that does not decode
+    is logged (with its subject and the error) and counted in `LAST_UPDATES_REJECTED`, not resumed."""
     cfg = ConsumerConfig(
         deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
         ack_policy=AckPolicy.NONE,
-        filter_subject=subjects.PAPER_UPDATE_ALL,
+        filter_subject=subject,
         inactive_threshold=30.0,
         mem_storage=True,
     )
-    sub = await bus.js.pull_subscribe(subjects.PAPER_UPDATE_ALL, stream=streams.PAPER.name, config=cfg)
+    sub = await bus.js.pull_subscribe(subject, stream=stream, config=cfg)
     out: list[RunUpdate] = []
     dec = codec.decoder(RunUpdate)
+    name = ""
     try:
         info = await sub.consumer_info()
+        name = info.name
         left = int(info.num_pending or 0)
         deadline = time.monotonic() + timeout_s
         while left > 0:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"read {len(out)} run updates of {len(out) + left} in {timeout_s:.0f}s")
+                raise TimeoutError(
+                    f"read {len(out)} run updates of {len(out) + left} from {stream} in {timeout_s:.0f}s"
+                )
             try:
                 msgs = await sub.fetch(min(left, 256), timeout=5)
             except TimeoutError:
                 continue
             for m in msgs:
                 left -= 1
-                with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                try:
                     out.append(dec.decode(m.data))
+                except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                    LAST_UPDATES_REJECTED[stream] = LAST_UPDATES_REJECTED.get(stream, 0) + 1
+                    log.error("run update not decodable: that run is not resumed", subject=m.subject, error=str(e))
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
-        with contextlib.suppress(Exception):
-            await bus.js.delete_consumer(streams.PAPER.name, info.name)  # type: ignore[possibly-undefined]
+        if name:
+            with contextlib.suppress(Exception):
+                await bus.js.delete_consumer(stream, name)
     return out
+
+
+LAST_UPDATES_REJECTED: dict[str, int] = {}
+"""Undecodable run updates met by `last_updates`, per stream (since the process started)."""
+
+
+async def last_updates(bus: Bus, log: Any, timeout_s: float = 30.0) -> list[RunUpdate]:
+    """What a restarted service resumes from: per run, the newer (higher snapshot version) of its last
+    `paper.update.<run_id>` in PAPER and its `paperstate.<run_id>` snapshot in PAPERSTATE. PAPER may
+    have discarded a quiet run's last update (byte limit); PAPERSTATE keeps one per run. Undecodable
+    ones are logged and counted (`LAST_UPDATES_REJECTED`)."""
+    best: dict[str, RunUpdate] = {}
+    for stream, subject in ((streams.PAPER.name, subjects.PAPER_UPDATE_ALL), (streams.PAPERSTATE.name, "paperstate.>")):
+        for u in await _last_per_subject(bus, stream, subject, log, timeout_s):
+            have = best.get(u.run.run_id)
+            if have is None or u.snapshot.version > have.snapshot.version:
+                best[u.run.run_id] = u
+    return list(best.values())

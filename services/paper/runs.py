@@ -21,7 +21,8 @@ Rules decided here (the HTTP API relies on them; `new_config` and `PaperRun.watc
 - A run decides an order (intent or span start) iff started_at <= order.ts < its end (ends_at; a
   stopped run decides nothing more), the order's stream sequence is past the run's last one, the
   opportunity key is one of the run's (or the run has none), and the filters match: every leg's
-  venue in `venues`, the strategy in `strategies`, some leg's instrument matching an `instruments`
+  venue in `venues` (an order without legs does not match a venues filter), the strategy in
+  `strategies`, some leg's instrument matching an `instruments`
   fnmatch pattern (case-sensitive).
 """
 
@@ -323,8 +324,8 @@ class PaperRun:
             return False
         if self.strategies and o.strategy not in self.strategies:
             return False
-        if self.venues and not all(leg.venue in self.venues for leg in o.legs):
-            return False
+        if self.venues and (not o.legs or not all(leg.venue in self.venues for leg in o.legs)):
+            return False  # an order without legs trades on none of the run's venues
         return self.patterns is None or any(self.patterns.match(leg.instrument) for leg in o.legs)
 
     # -- steps: each is applied to `snap` at once and queued as a Part to be stored --------------

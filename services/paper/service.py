@@ -14,9 +14,12 @@ Wiring (the rules live in `libs.paper.engine` and `services.paper.runs`):
 - Every change to a run is applied in memory at once and stored as a `RunUpdate` on
   `paper.update.<run_id>` by `commit.Committer`: one update in flight per run, steps queued
   meanwhile stored together in the next one (each update carries the snapshot after its last
-  step), a failed publish retried under the same message id, never skipped. A batch of intents is
-  acked only once every run that decided it has stored those steps; so after a crash or a restart
-  the runs resume from their last stored update and the unacked intents are decided again, once.
+  step), a failed publish retried under the same message id, never skipped; then the snapshot alone
+  on `paperstate.<run_id>` (PAPERSTATE, one per run). A batch of intents is acked only once every
+  step queued so far (any run's) is stored (AckPolicy.ALL acks every earlier intent too); so after a
+  crash or a restart the runs resume from their last stored update and the unacked intents are
+  decided again, once: on start each durable is created again delivering from the first sequence a
+  running run has not decided (or the old durable's ack floor + 1, if earlier), in order.
 - svc.paper.start / stop / active (queue group `paper`), msgpack StartRun/StopRun/UserQuery in,
   msgpack PaperReply out; start and stop reply once the run's step is stored. Statuses: 201
   started; 200 stopped / the user's running runs; 400 undecodable request (the msgspec error names
@@ -31,7 +34,8 @@ Wiring (the rules live in `libs.paper.engine` and `services.paper.runs`):
   every 1 s (running runs past ends_at complete with stop_reason `duration` / `max_duration`,
   stopped_at = ends_at). After a restart the end timer waits until the intent backlog is decided,
   so intents made before a run's end are decided by it even when the service was down then.
-- On start the service resumes every run from its last RunUpdate (running ones go on with balances
+- On start the service resumes every run from its last RunUpdate, the newer of PAPER's last
+  update and PAPERSTATE's snapshot (PAPER may have discarded a quiet run's; running ones go on with balances
   and pending settlements intact; stopped ones still settle what they have pending). On stop it
   stores what it decided (up to 10 s) and stops its consumers and timers: a service restart never
   stops a run.
@@ -131,7 +135,7 @@ class PaperService(Service):
         self._ui_queue: asyncio.Queue[tuple[str, str, str, Any]] = asyncio.Queue()
         bus = self.ctx.bus
         self.committer = Committer(bus, self.log, self._on_stored)
-        for u in await last_updates(bus):
+        for u in await last_updates(bus, self.log):
             self.runs[u.run.run_id] = PaperRun(u.run, u.snapshot)
         resumed = [r.run_id for r in self.runs.values() if r.running]
         if self.runs:
@@ -143,6 +147,9 @@ class PaperService(Service):
         self._subs.append(await bus.nc.subscribe(subjects.SVC_PAPER_ALL, queue=QUEUE, cb=self._on_request))
         if s.paper_default_run and not any(r.running and r.user_id == DEFAULT_USER for r in self.runs.values()):
             await self._start_default()
+        # Each durable is created again delivering from the first sequence a running run has not
+        # decided (or the old durable's ack floor, if earlier): what the last instance fetched and
+        # did not store comes first, in order (`consumer.OrderedConsumer.start`).
         self.consumers = [
             await OrderedConsumer(
                 bus,
@@ -154,7 +161,7 @@ class PaperService(Service):
                 handler=self.on_intents,
                 log=self.log,
                 batch=512,
-            ).start(),
+            ).start(resume_from=self._resume_from("intent")),
             await OrderedConsumer(
                 bus,
                 stream=streams.OPP.name,
@@ -165,7 +172,7 @@ class PaperService(Service):
                 handler=self.on_opportunities,
                 log=self.log,
                 batch=256,
-            ).start(),
+            ).start(resume_from=self._resume_from("success_span")),
         ]
         self._tasks += [
             asyncio.create_task(self._settle_loop(), name="paper:settle"),
@@ -177,6 +184,12 @@ class PaperService(Service):
         # took 50-70 ms here, stalling every intent behind it).
         gc.collect()
         gc.freeze()
+
+    def _resume_from(self, source: str) -> int | None:
+        """The first stream sequence (intents or opportunities) some running run has not decided yet;
+        None when no run is running."""
+        seqs = [r.snap.intent_seq if source == "intent" else r.snap.opp_seq for r in self.runs.values() if r.running]
+        return min(seqs) + 1 if seqs else None
 
     async def stop(self) -> None:
         """Stop deciding, store what was decided (for up to 10 s), stop the timers. Runs stay as they
@@ -264,12 +277,29 @@ class PaperService(Service):
         return keep_o, keep_s
 
     async def _decide(self, orders: list[Any], seq_list: list[int], source: str) -> Awaitable[Any] | None:
+        """Decide the orders for every running run; returns what resolves once every step queued so far
+        (of any run) is stored. Not only the steps of this batch: with AckPolicy.ALL the batch's ack
+        acks every earlier message too, and one of them may be decided (in memory) and not stored yet
+        — a redelivery after ack_wait of an order whose step is still being stored, or a batch whose
+        deciding failed part-way and is being retried, both skipped here by the runs' sequences."""
+        try:
+            await self._decide_runs(orders, seq_list, source)
+        finally:
+            for run in self.runs.values():  # even when a run's step raised after others were queued
+                self.committer.kick(run)
+        return self._all_stored()
+
+    def _all_stored(self) -> Awaitable[Any] | None:
+        waits = [self.committer.wait_stored(r) for r in self.runs.values() if r.stored < r.queued]
+        return asyncio.gather(*waits) if waits else None
+
+    async def _decide_runs(self, orders: list[Any], seq_list: list[int], source: str) -> None:
         runs = [r for r in self.runs.values() if r.running]
         if not runs:
-            return None
+            return
         orders, seq_list = self._fresh(orders, seq_list, source)
         if not orders:
-            return None
+            return
         seqs = np.asarray(seq_list, np.int64)
         ts = np.fromiter((o.ts for o in orders), np.int64, len(orders))
         prep = self.engine.prepare(orders, source)  # type: ignore[arg-type]
@@ -290,14 +320,11 @@ class PaperService(Service):
         if self.live is not None:
             live = await self.live.validate(prep, limits, self.engine.reaching_validation(prep, limits, watch))
         outcomes = self.engine.decide(prep, limits, watch, now_ns(), live)
-        touched = []
         for run, outcome, end, seq in zip(runs, outcomes, ends, last, strict=True):
             if outcome is None and end is None:
                 continue
             run.decision_step(outcome, source=source, last_seq=seq, end=end)
-            touched.append(run)
         self.decided += int(watch.sum())
-        return self._store(touched)
 
     def _store(self, runs: list[PaperRun]) -> Awaitable[Any] | None:
         """Send the runs' queued steps; what resolves once they are all stored."""

@@ -4,7 +4,12 @@ the balances equal what the fills (worked out by hand) say."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import msgspec
+import pytest
+from nats.js.errors import NotFoundError
 
 from libs.bus.admin import wait_idle
 from libs.config import Settings
@@ -12,6 +17,7 @@ from libs.ids import now_ns
 from proto import streams, subjects
 from proto.paper import StopRun, UserQuery
 from services.demo import RECORDERS
+from services.paper.intake import LAST_UPDATES_REJECTED
 from services.paper.service import INTENT_DURABLE
 from services.runtime import Stack
 from tests.integration.test_paper import PAPER, intent, publish_books, start_req, svc, until
@@ -131,5 +137,102 @@ async def test_steps_wait_for_a_lost_stream_and_are_stored_once_when_it_is_back(
         assert await wait_idle(bus, RECORDERS, timeout_s=30)
         last = st.query_df(f"SELECT balance_micros, trades FROM {{db}}.paper_runs FINAL WHERE run_id = '{rid}'").row(0)
         assert last == (10_000_000_000 + 4 * pnl, 4)
+    finally:
+        await stack.close()
+
+
+async def test_restart_while_a_backlog_is_in_hand_decides_every_intent_exactly_once(settings: Settings) -> None:
+    """The service is stopped while it holds a queue of fetched, undecided intents (a slowed handler);
+    more intents arrive while it is down. The next instance must decide the ones the first fetched
+    and never stored before moving on (a reused durable would hand out the new ones first, the runs
+    would move past the gap, and acking everything up to a batch's last message would lose it)."""
+    s = msgspec.structs.replace(settings, paper_default_run=False, paper_settlement_delay_s=0.2, ack_wait_s=3.0)
+    stack = await Stack.open(s)
+    try:
+        await stack.start("recorder")
+        paper = await stack.start("paper")
+        bus = await stack.connect("test")
+        runs = [(await svc(bus, "start", start_req(label=f"r{i}", starting_usd=10_000.0))).runs[0] for i in range(2)]
+        t = now_ns() - 10 * S
+        await publish_books(bus, t)
+        c = paper.consumers[0]  # type: ignore[attr-defined]
+        real = c.handler
+
+        async def slow(pairs: list) -> Any:
+            await asyncio.sleep(0.05)
+            return await real(pairs)
+
+        c.handler, c.batch = slow, 50
+        n = 800
+        # every 40th intent clears the 0.5 c minimum edge and is taken; the rest are skipped (decided too)
+        first = [intent(f"P{i:04d}", t, edge=40_000 if i % 40 == 0 else 1_000) for i in range(n)]
+        await bus.publish_many((subjects.intent("xarb"), it) for it in first)
+        await until(lambda: paper.decided >= 2 * 200, timeout_s=30)  # type: ignore[attr-defined]
+        await stack.stop_service("paper")
+        assert paper.decided < 2 * n  # type: ignore[attr-defined]  # stopped with intents still queued
+        later = [intent(f"Q{i:03d}", t, edge=40_000 if i % 10 == 0 else 1_000) for i in range(50)]
+        await bus.publish_many((subjects.intent("xarb"), it) for it in later)
+        await stack.start("paper")
+        assert await wait_idle(bus, PAPER, timeout_s=60)
+        intents = first + later
+        taken_n = sum(1 for it in intents if it.net_edge_per_contract_micros >= 5_000)
+        leg0, leg1 = take(POLY_ASKS, 150, 4_100), take(NO_ASKS, 150, 5_600)
+        pnl = 150_000_000 - (cost(leg0) + cost(leg1) + kalshi_fee(leg1))
+
+        async def settled() -> bool:
+            views = (await svc(bus, "active", UserQuery(user_id="u1"))).runs
+            return len(views) == 2 and all(v.trade_count == taken_n and v.unsettled_usd == 0 for v in views)
+
+        await until(settled, timeout_s=30)
+        assert await wait_idle(bus, RECORDERS, timeout_s=60)
+        st = stack.store
+        want = sorted(it.id for it in intents)
+        for run in runs:
+            where = f"WHERE run_id = '{run.run_id}'"
+            got = st.query_df(f"SELECT intent_id, count() FROM {{db}}.decisions {where} GROUP BY 1 ORDER BY 1").rows()
+            assert [g[0] for g in got] == want  # every intent decided by every run ...
+            assert all(g[1] == 1 for g in got)  # ... exactly once
+            last = st.query_df(f"SELECT balance_micros, decisions, trades FROM {{db}}.paper_runs FINAL {where}").row(0)
+            assert last == (10_000_000_000 + taken_n * pnl, len(intents), taken_n)
+    finally:
+        await stack.close()
+
+
+async def test_a_quiet_run_resumes_after_paper_discarded_its_last_update(settings: Settings) -> None:
+    """PAPER (discard old at its byte limit) is filled by a busy run until the quiet run's only update
+    is gone; the quiet run still resumes after a restart, from its PAPERSTATE snapshot. An update that
+    does not decode is logged and counted, not silently dropped."""
+    s = msgspec.structs.replace(settings, paper_default_run=False, paper_settlement_delay_s=0.2)
+    stack = await Stack.open(s)
+    try:
+        bus = await stack.connect("test")
+        cfg = (await bus.js.stream_info(streams.PAPER.name)).config
+        cfg.max_bytes = 200_000  # stands in for 4 GiB filled by busy runs
+        await bus.js.update_stream(cfg)
+        await stack.start("paper")
+        quiet = (await svc(bus, "start", start_req("u1", label="quiet", opportunity_keys=["rare"]))).runs[0]
+        busy = (await svc(bus, "start", start_req("u2", label="busy", starting_usd=1e6))).runs[0]
+        t = now_ns() - 10 * S
+        await publish_books(bus, t)
+        skipped = [intent(f"N{i}", t, edge=1) for i in range(400)]  # below the minimum: decided, skipped
+        for it in skipped:  # one at a time: an update each for the busy run
+            await bus.publish(subjects.intent("xarb"), it)
+        assert await wait_idle(bus, PAPER, timeout_s=30)
+        with pytest.raises(NotFoundError):  # the quiet run's only update is gone from PAPER
+            await bus.js.get_last_msg(streams.PAPER.name, subjects.paper("update", quiet.run_id))
+        await bus.js.publish(subjects.paper("update", "garbled"), b"\x93not a run update")
+        rejected = LAST_UPDATES_REJECTED.get(streams.PAPER.name, 0)
+        await stack.stop_service("paper")
+        paper = await stack.start("paper")
+        assert LAST_UPDATES_REJECTED.get(streams.PAPER.name, 0) == rejected + 1
+        (q,) = (await svc(bus, "active", UserQuery(user_id="u1"))).runs
+        assert (q.run_id, q.label, q.status, q.balance_usd) == (quiet.run_id, "quiet", "running", 1_000.0)
+        (b,) = (await svc(bus, "active", UserQuery(user_id="u2"))).runs
+        assert b.run_id == busy.run_id
+        assert paper.runs[busy.run_id].snap.decisions == len(skipped)  # type: ignore[attr-defined]
+        # the resumed quiet run goes on deciding what it watches
+        await bus.publish(subjects.intent("xarb"), intent("R0", t, key="rare"))
+        await until(lambda: paper.runs[quiet.run_id].snap.decisions == 1, timeout_s=20)  # type: ignore[attr-defined]
+        assert paper.runs[quiet.run_id].snap.taken == 1  # type: ignore[attr-defined]
     finally:
         await stack.close()

@@ -236,3 +236,12 @@ def test_update_ids_are_the_same_for_the_same_step_and_differ_for_different_cont
 def test_filters_decode_strictly() -> None:
     with pytest.raises(msgspec.ValidationError, match="unknown field `venue`"):
         msgspec.convert({"venue": ["x"]}, RunFilters)
+
+
+def test_a_venues_filter_does_not_match_an_order_without_legs() -> None:
+    filtered = config(start(filters={"venues": ["kalshi"]}))
+    everything = config(start())
+    orders = [order("no legs", NOW, venues=()), order("kalshi only", NOW + 1, venues=("kalshi",))]
+    seqs, ts = np.arange(1, 3), np.array([o.ts for o in orders])
+    assert PaperRun(filtered, first_snapshot(filtered)).watches(orders, seqs, ts, 0).tolist() == [False, True]
+    assert PaperRun(everything, first_snapshot(everything)).watches(orders, seqs, ts, 0).tolist() == [True, True]
