@@ -57,7 +57,7 @@ def error_response(status: int, detail: str) -> Response:
     return json_response({"detail": detail}, status)
 
 
-def _int_param(request: Request, name: str, default: int, lo: int, hi: int | None = None) -> int:
+def int_param(request: Request, name: str, default: int, lo: int, hi: int | None = None) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -115,8 +115,8 @@ async def trading_data(request: Request) -> Response:
     order = q.get("order_by") or "desc"
     if order not in ("asc", "desc"):
         raise ApiError(422, f"order_by must be 'asc' or 'desc', got {order!r}")
-    page = _int_param(request, "page", 1, 1, MAX_PAGE)
-    size = _int_param(request, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    page = int_param(request, "page", 1, 1, MAX_PAGE)
+    size = int_param(request, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     offset = (page - 1) * size
 
     def query() -> tuple[int, Any, bool]:

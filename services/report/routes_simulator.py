@@ -64,7 +64,7 @@ from services.report import simulator_queries as q
 from services.report.auth import require_user
 from services.report.bodies import decode_json, read_body
 from services.report.live import simulator_ws
-from services.report.routes_bars import ApiError, json_response, parse_when
+from services.report.routes_bars import ApiError, int_param, json_response, parse_when
 from services.report.spans import build_report
 
 PAPER_TIMEOUT_S = 5.0
@@ -85,19 +85,6 @@ _paper_reply = msgspec.msgpack.Decoder(PaperReply)
 
 
 # -- parameters ---------------------------------------------------------------------------------
-
-
-def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(422, f"{name} must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ApiError(422, f"{name} must be {lo}..{hi}, got {value}")
-    return value
 
 
 def _float_param(request: Request, name: str, default: float, *, lo: float, hi: float, lo_open: bool = False) -> float:
@@ -136,8 +123,8 @@ def _bool_param(request: Request, name: str) -> bool | None:
 
 def _page(request: Request) -> tuple[int, int]:
     return (
-        _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
-        _int_param(request, "offset", 0, 0, MAX_OFFSET),
+        int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        int_param(request, "offset", 0, 0, MAX_OFFSET),
     )
 
 
@@ -389,7 +376,7 @@ async def report(request: Request) -> Response:
     hours = _float_param(request, "hours", 24.0, lo=0.0, hi=MAX_REPORT_HOURS, lo_open=True)
     max_gap_s = _float_param(request, "max_gap_s", 120.0, lo=0.0, hi=MAX_REPORT_HOURS * 3600)
     min_edge_cents = _float_param(request, "min_edge_cents", 3.0, lo=0.0, hi=100.0)
-    limit = _int_param(request, "limit", DEFAULT_REPORT_SPANS, 1, MAX_REPORT_SPANS)
+    limit = int_param(request, "limit", DEFAULT_REPORT_SPANS, 1, MAX_REPORT_SPANS)
     to_ns = _to_ns(request)
     run_id = request.query_params.get("run_id") or None
     lo = to_ns - round(hours * 3600e9)
