@@ -96,7 +96,8 @@ class PaperDemo:
     async def _summary(self) -> str:
         out = [f"paper trading over the HTTP API (user demo-trader, {len(self.run_ids)} runs, {self.base}/simulator)"]
         out.append(
-            f"  {'run':<8} {'start $':>9} {'balance $':>11} {'P&L $':>8} {'trades':>6} {'broken':>6}  skipped by reason"
+            f"  {'run':<8} {'start $':>9} {'balance $':>11} {'P&L $':>8} {'trades':>6} {'broken':>6}"
+            "  not taken, by reason"
         )
         all_trades: set[str] = set()
         for run_id in self.run_ids:

@@ -121,8 +121,10 @@ class _Series:
         cols: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         max_rows: int,
         lookback_ns: int | None,
+        hold_ns: int | None = None,
     ) -> None:
-        """Add rows (ts ascending within `ts` is not required), then trim to the window."""
+        """Add rows (ts ascending within `ts` is not required), then trim to the window: `lookback_ns`
+        before the newest row, or before `hold_ns` when that is earlier (books still needed)."""
         m, levels = cols[0].shape
         if levels > self.levels:
             self._reshape(self.ts.shape[0], levels)
@@ -148,7 +150,8 @@ class _Series:
         keep_from = max(self.start, self.n - max_rows)
         if lookback_ns is not None:
             # the newest row at or before the window's start is still the book as of that start
-            first = int(np.searchsorted(self.ts[self.start : self.n], newest - lookback_ns, "right")) - 1
+            ref = newest if hold_ns is None else min(newest, hold_ns)
+            first = int(np.searchsorted(self.ts[self.start : self.n], ref - lookback_ns, "right")) - 1
             keep_from = max(keep_from, self.start + max(first, 0))
         self.start = keep_from
 
@@ -222,6 +225,12 @@ class BookHistory:
             raise ValueError(f"max_rows={max_rows} must be at least 1")
         self.max_rows = max_rows
         self.lookback_ns = lookback_ns
+        self.hold_ns: int | None = -(2**62)
+        """Market time the lookback window may not start after: the book time of the intents still to
+        be decided (set by the paper service as it decides). A replay much faster than real time
+        runs the books far ahead of the intents; without the hold, the books those intents fill on
+        would be trimmed away before they are decided. Starts at "keep everything" (`max_rows`
+        still bounds memory); None: trim by the newest row alone."""
         self._series: dict[tuple[str, str], _Series] = {}
         self.rows_added = 0
 
@@ -261,7 +270,11 @@ class BookHistory:
             if series is None:
                 series = self._series[key] = _Series(lv, 16)
             series.append(
-                ts[sel], (bid_px[sel], bid_sz[sel], ask_px[sel], ask_sz[sel]), self.max_rows, self.lookback_ns
+                ts[sel],
+                (bid_px[sel], bid_sz[sel], ask_px[sel], ask_sz[sel]),
+                self.max_rows,
+                self.lookback_ns,
+                self.hold_ns,
             )
         self.rows_added += rows
         return rows

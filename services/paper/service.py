@@ -282,6 +282,9 @@ class PaperService(Service):
         acks every earlier message too, and one of them may be decided (in memory) and not stored yet
         — a redelivery after ack_wait of an order whose step is still being stored, or a batch whose
         deciding failed part-way and is being retried, both skipped here by the runs' sequences."""
+        if source == "intent" and orders:  # books before these intents' time are no longer needed
+            latest = max(o.book_ts for o in orders)
+            self.books.hold_ns = latest if self.books.hold_ns is None else max(self.books.hold_ns, latest)
         try:
             await self._decide_runs(orders, seq_list, source)
         finally:

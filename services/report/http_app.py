@@ -46,10 +46,12 @@ async def health(request: Request) -> Response:
 
 
 async def report_json(request: Request) -> Response:
+    auth.require_admin(request)  # every user's runs: an operator's view
     return Response(await request.app.state.summary_json(), media_type="application/json")
 
 
 async def report_text(request: Request) -> Response:
+    auth.require_admin(request)
     report = await asyncio.to_thread(build, request.app.state.store)
     return PlainTextResponse(render(report) + "\n")
 

@@ -35,7 +35,8 @@ stamps `executed_at`; the window ends at `to`, by default now, and starts `hours
   (each is a what-if with its own virtual balance, often on the same intents), not parts of
   one trader: summing them would count the same edge once per run and could exceed what was
   available. One run can still exceed 100% of a span when it traded it several times as
-  the book refilled (the available edge is the best moment's, at detect's size). `trade_ids`
+  the book refilled (a span's available edge is Σ over its merged opportunities of each one's
+  best moment, at detect's size). `trade_ids`
   lists every run's trades on the span. `run_id=` restricts the report to one run.
 - **Missed, and why** (one reason per span, from the user's decisions on its opportunity ids):
   1. the user's runs made no decision on it at all → `no run watching` (no run was running, none
@@ -221,7 +222,7 @@ def merge_spans(opps: Iterable[OppRow], *, min_edge_micros: int, max_gap_ns: int
                 current.peak_edge_per_contract_micros = max(
                     current.peak_edge_per_contract_micros, o.peak_edge_per_contract_micros
                 )
-                current.available_micros = max(current.available_micros, o.peak_net_edge_micros)
+                current.available_micros += o.peak_net_edge_micros  # each opportunity was a chance of its own
                 continue
             current = Span(
                 opportunity_key=key,

@@ -40,11 +40,11 @@ def test_bad_env_value_is_named(capsys: pytest.CaptureFixture[str], monkeypatch)
     assert "MT_SYNTH_RATE='lots'" in capsys.readouterr().err
 
 
-def _get(url: str, deadline_s: float = 30.0) -> tuple[int, str]:
+def _get(url: str, deadline_s: float = 30.0, headers: dict[str, str] | None = None) -> tuple[int, str]:
     deadline = time.monotonic() + deadline_s
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=20) as r:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=20) as r:
                 return r.status, r.read().decode()
         except OSError:
             if time.monotonic() > deadline:
@@ -54,12 +54,18 @@ def _get(url: str, deadline_s: float = 30.0) -> tuple[int, str]:
 
 def test_up_serves_the_report_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
-    env = os.environ | {"MT_HOME": str(tmp_path / "home"), "MT_HTTP_PORT": str(port), "MT_INGEST_SOURCES": "none"}
+    admin = "admin-token-for-this-test"
+    env = os.environ | {
+        "MT_HOME": str(tmp_path / "home"),
+        "MT_HTTP_PORT": str(port),
+        "MT_INGEST_SOURCES": "none",
+        "MT_ADMIN_TOKEN": admin,
+    }
     env.pop("NATS_URL", None)
     proc = subprocess.Popen([*EXE, "up"], env=env, stderr=subprocess.PIPE, text=True)
     try:
         assert _get(f"http://127.0.0.1:{port}/health") == (200, "ok\n")
-        status, body = _get(f"http://127.0.0.1:{port}/report.txt")
+        status, body = _get(f"http://127.0.0.1:{port}/report.txt", headers={"Authorization": f"Bearer {admin}"})
         assert proc.stderr is not None
         for line in proc.stderr:
             if "markettwin up:" in line:

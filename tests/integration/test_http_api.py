@@ -19,6 +19,7 @@ import structlog.testing
 
 from libs.bars.store import write_bars
 from libs.config import Settings
+from libs.users.secretbox import admin_token
 from services.runtime import Stack
 
 NY = ZoneInfo("America/New_York")
@@ -172,13 +173,17 @@ async def test_completeness_report(api: tuple[httpx.AsyncClient, Stack]) -> None
 
 
 async def test_old_routes_and_the_nightly_routes_without_the_bars_service(api: tuple[httpx.AsyncClient, Stack]) -> None:
-    http, _ = api
+    http, stack = api
     r = await http.get("/health")
     assert (r.status_code, r.text) == (200, "ok\n")
-    r = await http.get("/report")
+    # the run report lists every user's runs: the admin token only
+    assert (await http.get("/report")).status_code == 401
+    assert (await http.get("/report.txt", headers={"Authorization": "Bearer not-the-admin-token"})).status_code == 401
+    admin = {"Authorization": f"Bearer {admin_token(stack.settings)}"}
+    r = await http.get("/report", headers=admin)
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     assert r.json()["rows"]["ohlcv"] == 585 + 5 + 3
-    r = await http.get("/report.txt")
+    r = await http.get("/report.txt", headers=admin)
     assert r.status_code == 200 and "MarketTwin run report" in r.text
     r = await http.post("/nightly-update/start", json={"symbols": ["AAPL"]})
     assert r.status_code == 503 and "bars service is not running" in r.json()["detail"]

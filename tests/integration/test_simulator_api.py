@@ -799,7 +799,9 @@ async def test_success_span_report(world: World) -> None:
     rep = r.json()
     assert sorted(s["opportunity_ids"] for s in rep["spans"]) == [["o1"], ["o2"], ["o3", "o4"]]
     k2 = next(s for s in rep["spans"] if s["opportunity_key"] == "K2")
-    assert k2["available_usd"] == 0.35 and k2["duration_s"] == 600.0 and k2["peak_edge_cents"] == 3.5
+    assert (
+        k2["available_usd"] == 0.45 and k2["duration_s"] == 600.0
+    )  # o3 $0.10 + o4 $0.35: two chances and k2["peak_edge_cents"] == 3.5
 
     # B sees the same spans but none of A's trades or decisions
     rep = (await world.http.get("/simulator/report", params=params, headers=world.b_hdr)).json()

@@ -79,12 +79,29 @@ def test_memory_is_bounded_by_rows_and_by_the_lookback_window() -> None:
     assert h._series[("kalshi", "A")].ts.shape[0] <= 2 * 4 + 16  # buffers do not grow past ~2 x max_rows
 
     w = BookHistory(lookback_ns=10 * S)
+    w.hold_ns = None  # trim by the newest row alone
     for i in range(30):  # one row a second
         w.add(batch([("A", T + i * S, [(1_000 + i, 5)], [(9_000, 5)])], id=f"w{i}"))
     # newest at T+29s: rows before T+19s go, except T+19s itself (the book as of the window's start)
     assert w.rows("kalshi", "A") == 11
     assert bid(w, "A", T + 19 * S + 5) == 1_019
     assert bid(w, "A", T + 18 * S) is None
+
+
+def test_books_the_undecided_intents_need_are_held_while_the_books_run_ahead() -> None:
+    """A fast replay: books reach T+29s while the intents still to decide are at T+5s."""
+    fresh = BookHistory(lookback_ns=10 * S)  # nothing decided yet: everything is kept (max_rows bounds it)
+    held = BookHistory(lookback_ns=10 * S)
+    held.hold_ns = T + 5 * S  # the paper service has decided intents up to T+5s
+    for i in range(30):
+        for h in (fresh, held):
+            h.add(batch([("A", T + i * S, [(1_000 + i, 5)], [(9_000, 5)])], id=f"h{i}"))
+    assert fresh.rows("kalshi", "A") == 30
+    assert bid(held, "A", T + 5 * S + 50) == 1_005  # the book an intent at T+5s fills on is still there
+    assert held.rows("kalshi", "A") == 30  # the window starts 10 s before the hold, before the first row
+    held.hold_ns = T + 25 * S
+    held.add(batch([("A", T + 30 * S, [(1_030, 5)], [(9_000, 5)])], id="h30"))
+    assert bid(held, "A", T + 14 * S) is None and bid(held, "A", T + 15 * S) == 1_015
 
 
 def test_a_wider_batch_widens_an_instrument_and_narrow_rows_are_padded_empty() -> None:
