@@ -1,11 +1,10 @@
 """The latest order book per (venue, instrument), kept from BookBatch events.
 
-Both detect and paper hold one: detect to price opportunities, paper to fill against.
+Detect holds one to price opportunities (paper keeps its own columnar history, `libs.paper.books`).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,45 +72,3 @@ def check_batch(batch: BookBatch) -> None:
         where = f"BookBatch {batch.id!r} row {r} {batch.venue}"
         check_ladder(batch.bid_px[s], batch.bid_sz[s], "sell", name=f"{where} bids")
         check_ladder(batch.ask_px[s], batch.ask_sz[s], "buy", name=f"{where} asks")
-
-
-class BookHistory:
-    """The recent books of every (venue, instrument), so a fill can use the book as of a time.
-
-    A replay runs far ahead of the wall clock: by the time an intent is decided the newest
-    book may be from the intent's future, which no trader could have seen.
-    """
-
-    def __init__(self, depth: int = 4096) -> None:
-        self.depth = depth
-        self._books: dict[tuple[str, str], deque[BookState]] = {}
-
-    def add(self, batch: BookBatch) -> None:
-        """Keep every row of the batch (rows of one instrument are in time order)."""
-        lv = batch.levels
-        for r, idx in enumerate(batch.inst_idx):
-            key = (batch.venue, batch.instruments[idx])
-            s = slice(r * lv, (r + 1) * lv)
-            book = BookState(
-                batch.book_ts[r],
-                np.asarray(batch.bid_px[s], np.int64),
-                np.asarray(batch.bid_sz[s], np.int64),
-                np.asarray(batch.ask_px[s], np.int64),
-                np.asarray(batch.ask_sz[s], np.int64),
-            )
-            q = self._books.get(key)
-            if q is None:
-                q = self._books[key] = deque(maxlen=self.depth)
-            if q and book.book_ts < q[-1].book_ts:  # out of order: keep the deque sorted
-                items = sorted([*q, book], key=lambda b: b.book_ts)
-                q.clear()
-                q.extend(items[-self.depth :])
-            else:
-                q.append(book)
-
-    def at(self, venue: str, instrument: str, ts: int) -> BookState | None:
-        """The newest book at or before `ts`; None when none is held that early."""
-        for book in reversed(self._books.get((venue, instrument), ())):  # live: the newest, at once
-            if book.book_ts <= ts:
-                return book
-        return None

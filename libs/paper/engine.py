@@ -59,6 +59,7 @@ from numba import njit
 
 from libs.fees import KALSHI, POLYMARKET, FeeModel, KalshiFeeModel, PolymarketFeeModel
 from libs.paper.books import BookHistory, MarketFacts
+from libs.paper.views import iso
 from proto.events import DecisionSource, Intent, LegFill, Opportunity, PaperTrade
 from proto.paper import CHECKS, DecisionColumns
 from proto.units import CASH_PER_PRICE_UNIT, CASH_SCALE, PRICE_SCALE
@@ -468,11 +469,6 @@ def cents(micros: int) -> str:
 
 def price(px: int) -> str:
     return f"{px / PRICE_SCALE:.4f}"
-
-
-def iso(ns: int) -> str:
-    t = dt.datetime.fromtimestamp(ns // 1_000_000_000, tz=dt.UTC).replace(microsecond=(ns % 1_000_000_000) // 1000)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _id_kind(venue: str) -> str:
