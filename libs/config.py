@@ -133,6 +133,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """MT_PAPER_MAX_DURATION_MIN: the hard cap on a run's life (7 days)."""
     paper_default_run: bool = True
     """MT_PAPER_DEFAULT_RUN: keep one run of the built-in `default` user going (the demo's run)."""
+    paper_hot_path: bool = True
+    """MT_PAPER_HOT_PATH: decide intents as they arrive over core NATS (JetStream still delivers every
+    one, for durability and exactly-once); off: decide them as JetStream delivers them."""
     jwt_secret: str = ""
     """MT_JWT_SECRET: HS256 key for API tokens; empty: generated once into MT_HOME/jwt.secret."""
     jwt_ttl_s: float = 900.0
@@ -212,6 +215,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "MT_PAPER_MAX_RUNS_PER_USER": ("paper_max_runs_per_user", int),
     "MT_PAPER_MAX_DURATION_MIN": ("paper_max_duration_minutes", float),
     "MT_PAPER_DEFAULT_RUN": ("paper_default_run", bool),
+    "MT_PAPER_HOT_PATH": ("paper_hot_path", bool),
     "MT_JWT_SECRET": ("jwt_secret", str),
     "MT_JWT_TTL_S": ("jwt_ttl_s", float),
     "MT_SECRETS_KEY": ("secrets_key", str),

@@ -31,12 +31,15 @@ CHECKS: tuple[str, ...] = (
     "daily_cap",
     "liquidity",
     "fill_edge",
+    "untraded_opportunity",
 )
-"""Every safety check, in the order they run. A decision records, as bit masks over this tuple,
-which checks ran and which passed; the first failure is the decision's `reason`."""
+"""Every safety check. The tuple fixes the bit positions: a decision records, as bit masks over it,
+which checks ran and which passed, and the first failure is the decision's `reason` (new checks are
+appended, so a stored mask keeps its meaning). The kernel runs them in this order except
+`untraded_opportunity`, which runs right after `min_net_edge` (`libs.paper.views.CHECK_RUN_ORDER`)."""
 CHECK_BIT: dict[str, int] = {name: 1 << i for i, name in enumerate(CHECKS)}
 
-StopReason = Literal["", "requested", "duration", "max_duration"]
+StopReason = Literal["", "requested", "disabled", "duration", "max_duration"]
 """Why a run stopped: on request, at its `duration_minutes`, or at the hard 7-day cap."""
 BalanceKind = Literal["start", "fill", "settle"]
 TradeStatus = Literal["queued", "executed", "settled"]
@@ -117,6 +120,17 @@ class RunSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """Stream sequence of the last intent this run has decided (INTENT stream)."""
     opp_seq: int = 0
     """Stream sequence of the last opportunity event this run has decided (OPP stream)."""
+    ahead: dict[str, int] = {}
+    """Intents this run decided as they came over core NATS (the hot path) whose JetStream copy it
+    has not reached yet: intent id → intent ts. Every intent the run decided is at or below
+    `intent_seq` or in here, so a restart redelivering one skips it."""
+    traded: dict[str, int] = {}
+    """Open opportunities this run has traded: opportunity id → ts (ns) of the intent whose trade
+    took it. One trade per opportunity opening (the `untraded_opportunity` check): paper fills never
+    consume the books, so a later, better intent of the same opening (detect sends one at every new
+    0.01c of edge) would count the same book liquidity again. An id is forgotten when its
+    opportunity closes (`PaperRun.forget_traded`), and at most `services.paper.runs.MAX_TRADED`
+    (10,000) are kept, the oldest by ts dropped first."""
 
 
 class DecisionColumns(msgspec.Struct, frozen=True, kw_only=True):
@@ -215,6 +229,8 @@ class StopRun(msgspec.Struct, frozen=True, kw_only=True):
 
     user_id: str
     run_id: str | None = None
+    reason: Literal["requested", "disabled"] = "requested"
+    """`disabled`: an admin disabled the user (the run's stop_reason says so)."""
 
 
 class UserQuery(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,7 +2,8 @@
 
 Before the markets play, `PaperDemo.open` creates a user through the admin API, exchanges the API
 key for a token, sets the profile thresholds, starts three runs (`wide` watches everything, `strict`
-asks for 3 cents of net edge, `small` has $25 to spend, so its balance check bites) and listens on
+asks for 1.5 cents of net edge, so it passes an opening's first intents and takes a better one
+detect sends later, `small` has $25 to spend, so its balance check bites) and listens on
 the `/simulator/ws` WebSocket. Once the markets have played and been drained, `PaperDemo.close`
 reads the runs back (status, decisions by reason, the success-span report), stops them and
 returns the lines it prints; the count of live `simulator:trade` events is checked against the
@@ -25,7 +26,7 @@ from libs.users.secretbox import admin_token
 
 RUNS: list[dict[str, Any]] = [
     {"label": "wide", "starting_usd": 10_000, "notes": "every opportunity, profile thresholds"},
-    {"label": "strict", "starting_usd": 10_000, "filters": {"min_net_edge_cents": 3.0}, "notes": "3c minimum"},
+    {"label": "strict", "starting_usd": 10_000, "filters": {"min_net_edge_cents": 1.5}, "notes": "1.5c minimum"},
     {"label": "small", "starting_usd": 25, "notes": "a $25 balance: most intents fail the balance check"},
 ]
 PROFILE = {"min_net_edge_cents": 0.5, "max_leg_usd": 500.0, "daily_cap_usd": 4_000.0}

@@ -7,14 +7,21 @@ the checks that depend only on the intent — and `Engine.decide` runs one numba
 intent to the next. Python touches each decision only to name it (ids, reason, detail strings) and
 each taken one to build its `PaperTrade`.
 
-Checks run in `proto.paper.CHECKS` order; a decision records which ran and which passed as bit
-masks, and the first failure is its `reason` with a detail naming the values:
+Checks run in `libs.paper.views.CHECK_RUN_ORDER` (`proto.paper.CHECKS`, which fixes the bit
+positions, with untraded_opportunity right after min_net_edge); a decision records which ran and
+which passed as bit masks over CHECKS, and the first failure is its `reason` with a detail naming
+the values:
 
 - has_orders: the intent has at least one leg.
 - hedged_pair: 2 legs, one YES and one NO, both buys, limits inside (0, 1), a fee model for each
   leg's venue that the kernel computes exactly (Kalshi's schedule; Polymarket with exponent 1, as
   every live market has: another exponent is refused here, naming it), size > 0.
 - min_net_edge: the intent's net edge per contract (as detect priced it) >= the run's minimum.
+- untraded_opportunity: the run has not traded this opportunity opening (`opportunity_id`) yet —
+  before the batch (`RunLimits.traded`, the run's `snapshot.traded`) or earlier in it. One trade
+  per opening: detect sends a new intent each time an open opportunity's edge improves, and paper
+  fills never consume the books, so a second trade would count the same liquidity again. Not run
+  for a success-span start (it never trades).
 - instrument_ids: both legs carry an id without whitespace (a Polymarket token id, a Kalshi ticker).
 - exchange_keys: with MT_PAPER_VALIDATION=live the run's user had keys for every leg's venue when
   the run started; otherwise passed ("not required").
@@ -50,7 +57,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +67,7 @@ from numba import njit
 
 from libs.fees import KALSHI, POLYMARKET, FeeModel, KalshiFeeModel, PolymarketFeeModel
 from libs.paper.books import BookHistory, MarketFacts
-from libs.paper.views import iso
+from libs.paper.views import CHECK_RUN_ORDER, iso
 from proto.events import DecisionSource, Intent, LegFill, Opportunity, PaperTrade
 from proto.paper import CHECKS, DecisionColumns
 from proto.units import CASH_PER_PRICE_UNIT, CASH_SCALE, PRICE_SCALE
@@ -80,8 +88,11 @@ PAIR_PAYOUT_MICROS = PRICE_SCALE * CASH_PER_PRICE_UNIT
     DAILY_CAP,
     LIQUIDITY,
     FILL_EDGE,
-) = range(11)
-assert CHECKS[FILL_EDGE] == "fill_edge" and CHECKS[EXCHANGE_KEYS] == "exchange_keys" and len(CHECKS) == 11
+    UNTRADED_OPPORTUNITY,
+) = range(12)
+assert CHECKS[FILL_EDGE] == "fill_edge" and CHECKS[EXCHANGE_KEYS] == "exchange_keys" and len(CHECKS) == 12
+assert CHECKS[UNTRADED_OPPORTUNITY] == "untraded_opportunity"
+assert CHECK_RUN_ORDER[: MIN_NET_EDGE + 2] == (*CHECKS[: MIN_NET_EDGE + 1], "untraded_opportunity")
 
 PASSED = -1
 """Kernel code: every check passed (taken, or eligible for a span)."""
@@ -270,11 +281,14 @@ def _kernel(
     balance: np.ndarray,
     spent: np.ndarray,
     room: np.ndarray,
+    opp_slot: np.ndarray,
+    opp_traded: np.ndarray,
     dry: bool,
     out: np.ndarray,
 ) -> None:
     """Every (order i, run r) pair in order: checks, then (unless `dry`) the fill, updating the
-    run's `balance` and `spent[r, slot[i]]` in place. Results go to out[i, r, O_*]."""
+    run's `balance`, `spent[r, slot[i]]` and `opp_traded[r, opp_slot[i]]` in place. Results go to
+    out[i, r, O_*]."""
     n = fail_at.shape[0]
     nr = min_edge.shape[0]
     for i in range(n):
@@ -302,6 +316,12 @@ def _kernel(
                     code = MIN_NET_EDGE
                     break
                 passed |= 1 << MIN_NET_EDGE
+                if not dry:  # one trade per opportunity opening (a span start never trades)
+                    ran |= 1 << UNTRADED_OPPORTUNITY
+                    if opp_traded[r, opp_slot[i]]:
+                        code = UNTRADED_OPPORTUNITY
+                        break
+                    passed |= 1 << UNTRADED_OPPORTUNITY
                 ran |= 1 << INSTRUMENT_IDS
                 if fail_at[i] == INSTRUMENT_IDS:
                     code = INSTRUMENT_IDS
@@ -412,6 +432,7 @@ def _kernel(
             balance[r] -= total
             spent[r, slot[i]] += total
             room[r] -= 1
+            opp_traded[r, opp_slot[i]] = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,6 +513,14 @@ def _taken_detail(t: PaperTrade) -> str:
     return text
 
 
+def _traded_detail(opportunity_id: str, intent_ts: int | None) -> str:
+    by = f" by its intent of {iso(intent_ts)}" if intent_ts is not None else ""
+    return (
+        f"opportunity {opportunity_id} already traded by this run{by} (one trade per opportunity: "
+        "a better intent of the same opening would count its book twice)"
+    )
+
+
 def _eligible_detail(o: list[int]) -> str:
     return (
         f"eligible: {o[O_M0]} of {o[O_SIZE]} pairs fillable on the books at the fill time, "
@@ -530,6 +559,9 @@ class RunLimits:
     keys_present: frozenset[str] = frozenset()
     pending: int = 0
     """Trades awaiting settlement (at MAX_PENDING the balance check refuses new fills)."""
+    traded: Mapping[str, int] = field(default_factory=dict)
+    """Opportunity ids this run has traded (→ the ts of the intent whose trade took it): the
+    untraded_opportunity check skips any other intent of theirs (`RunSnapshot.traded`)."""
 
 
 @dataclass(slots=True)
@@ -544,6 +576,9 @@ class RunOutcome:
     broken: int = 0
     fees_micros: int = 0
     exposure_micros: int = 0
+    traded: dict[str, int] = field(default_factory=dict)
+    """Opportunity ids this batch traded (→ the ts of the intent whose trade took it): new entries
+    for the run's `RunSnapshot.traded`."""
 
 
 @dataclass(slots=True)
@@ -557,6 +592,10 @@ class Prepared:
     """Object array: intent ids, or opportunity ids for success spans."""
     opp_id: list[str]
     opp_key: list[str]
+    opp_slot: np.ndarray
+    """Per order: its opportunity id's index in `opp_uniq` (the untraded_opportunity check's slot)."""
+    opp_uniq: dict[str, int]
+    """The batch's distinct opportunity ids → slot, in order of first appearance."""
     ts: np.ndarray
     book_ts: np.ndarray
     edge: np.ndarray
@@ -642,6 +681,8 @@ class Engine:
         span = source != "intent"
         ids = [o.opportunity_id if span else o.id for o in orders]
         opp_id = [o.opportunity_id for o in orders]
+        opp_uniq: dict[str, int] = {}
+        opp_slot = np.array([opp_uniq.setdefault(x, len(opp_uniq)) for x in opp_id], np.int64)
         opp_key = [o.opportunity_key for o in orders]
         fee_of = self._fee_of
         ws = _WS.search
@@ -731,6 +772,8 @@ class Engine:
             order_id=order_id,
             opp_id=opp_id,
             opp_key=opp_key,
+            opp_slot=opp_slot,
+            opp_uniq=opp_uniq,
             ts=ts,
             book_ts=book_ts,
             edge=edge,
@@ -810,25 +853,46 @@ class Engine:
         """(order, run) pairs whose checks before exchange_validation pass: what live validation
         must be asked about."""
         min_edge = np.array([r.min_net_edge_micros for r in runs], np.int64)
+        untraded = ~self.traded_before(prep, runs)[:, prep.opp_slot].T if prep.source == "intent" else True
         return (
             watch
             & (prep.fail_at == INTENT_OK)[:, None]
             & (prep.edge[:, None] >= min_edge[None, :])
+            & untraded
             & self.keys_ok(prep, runs)
         )
+
+    @staticmethod
+    def traded_before(prep: Prepared, runs: Sequence[RunLimits]) -> np.ndarray:
+        """Bool (runs, the batch's distinct opportunity ids): the run traded it before this batch."""
+        uniq = prep.opp_uniq
+        out = np.zeros((len(runs), len(uniq)), np.bool_)
+        for r, run in enumerate(runs):
+            traded = run.traded
+            if not traded:
+                continue
+            if len(traded) < len(uniq):
+                for oid in traded:
+                    s = uniq.get(oid)
+                    if s is not None:
+                        out[r, s] = True
+            else:
+                out[r] = [oid in traded for oid in uniq]
+        return out
 
     def decide(
         self,
         prep: Prepared,
         runs: Sequence[RunLimits],
         watch: np.ndarray,
-        now: int,
+        now: int | None = None,
         live: tuple[np.ndarray, dict[tuple[int, int], str]] | None = None,
     ) -> list[RunOutcome | None]:
         """Decide every watched (order, run) pair; None for a run that watched nothing.
 
         `watch[i, r]`: run r decides order i. `live`: (ok per (order, run), detail per failed pair)
-        from live exchange validation. `now` (wall clock) stamps decisions and trades.
+        from live exchange validation. `now` (wall clock) stamps decisions and trades; None: the time
+        the kernel has decided them.
         """
         n, nr = prep.n, len(runs)
         if nr == 0 or n == 0 or not watch.any():
@@ -848,6 +912,8 @@ class Engine:
         ev_ok[:] = live[0] if live is not None else prep.ev_ok[:, None]
         watch_c = np.empty((n, nr), np.bool_)
         watch_c[:] = watch
+        span = prep.source == "success_span"
+        opp_traded = self.traded_before(prep, runs) if not span else np.zeros((nr, len(prep.opp_uniq)), np.bool_)
         out = np.zeros((n, nr, N_OUT), np.int64)
         _kernel(
             prep.fail_at,
@@ -870,9 +936,13 @@ class Engine:
             balance,
             spent,
             np.array([MAX_PENDING - run.pending for run in runs], np.int64),
-            prep.source == "success_span",
+            prep.opp_slot,
+            opp_traded,
+            span,
             out,
         )
+        if now is None:  # the decisions' time: when the kernel has made them
+            now = time.time_ns()
         outcomes: list[RunOutcome | None] = []
         memo: dict[tuple, str] = {}
         for r, (run, col) in enumerate(zip(runs, watch_c.T.tolist(), strict=True)):
@@ -902,13 +972,15 @@ class Engine:
         span = prep.source == "success_span"
         k = len(sel_l)
         codes = [row[O_CODE] for row in rows]  # rows are plain ints: numpy scalars are slow one by one
-        order_ids = [prep.order_id_l[i] for i in sel_l]
+        every = k == prep.n  # the run watches every order: the batch's own lists serve (never mutated)
+        order_ids = prep.order_id_l if every else [prep.order_id_l[i] for i in sel_l]
         ids = [f"{rid}:span:{x}" for x in order_ids] if span else [f"{rid}:{x}" for x in order_ids]
         reasons: list[str] = []
         details: list[str] = []
         trade_ids: list[str] = []
         trades: list[PaperTrade] = []
         broken = fees = exposure = 0
+        traded: dict[str, int] = {}
         ok_reason = "eligible" if span else "taken"
         for j, code in enumerate(codes):
             i = sel_l[j]
@@ -922,6 +994,7 @@ class Engine:
                 trade = self._trade(prep, run, i, row, ids[j], now)
                 trades.append(trade)
                 trade_ids.append(trade.id)
+                traded[prep.opp_id[i]] = prep.ts_l[i]
                 details.append(_taken_detail(trade))
                 fees += trade.fee_micros
                 exposure += trade.exposure_micros
@@ -929,23 +1002,27 @@ class Engine:
                 continue
             reasons.append(CHECKS[code])
             trade_ids.append("")
+            if code == UNTRADED_OPPORTUNITY:
+                oid = prep.opp_id[i]
+                details.append(_traded_detail(oid, traded[oid] if oid in traded else run.traded.get(oid)))
+                continue
             details.append(self._fail_detail(code, prep, i, run, r, row, live, memo))
         decisions = DecisionColumns(
             id=ids,
             ts=[now] * k,
             source=[prep.source] * k,
             intent_id=[""] * k if span else order_ids,
-            opportunity_id=[prep.opp_id[i] for i in sel_l],
-            opportunity_key=[prep.opp_key[i] for i in sel_l],
+            opportunity_id=prep.opp_id if every else [prep.opp_id[i] for i in sel_l],
+            opportunity_key=prep.opp_key if every else [prep.opp_key[i] for i in sel_l],
             taken=[c == PASSED and not span for c in codes],
             reason=reasons,
             checks_run=[row[O_RUN] for row in rows],
             checks_passed=[row[O_PASS] for row in rows],
             detail=details,
-            net_edge_per_contract_micros=[prep.edge_l[i] for i in sel_l],
+            net_edge_per_contract_micros=prep.edge_l if every else [prep.edge_l[i] for i in sel_l],
             size=[row[O_SIZE] for row in rows],
-            intent_ts=[prep.ts_l[i] for i in sel_l],
-            book_ts=[prep.book_ts_l[i] for i in sel_l],
+            intent_ts=prep.ts_l if every else [prep.ts_l[i] for i in sel_l],
+            book_ts=prep.book_ts_l if every else [prep.book_ts_l[i] for i in sel_l],
             trade_id=trade_ids,
         )
         spent_by_day = run.spent_by_day
@@ -963,6 +1040,7 @@ class Engine:
             broken=broken,
             fees_micros=fees,
             exposure_micros=exposure,
+            traded=traded,
         )
 
     def _trade(self, prep: Prepared, run: RunLimits, i: int, o: list[int], decision_id: str, now: int) -> PaperTrade:

@@ -127,11 +127,23 @@ def trade_view(trade: PaperTrade, now: int) -> TradeView:
     )
 
 
+def _run_order() -> tuple[str, ...]:
+    names = [c for c in CHECKS if c != "untraded_opportunity"]
+    names.insert(names.index("min_net_edge") + 1, "untraded_opportunity")
+    return tuple(names)
+
+
+CHECK_RUN_ORDER: tuple[str, ...] = _run_order()
+"""The checks in the order the paper engine runs them: `proto.paper.CHECKS` (which fixes the bit
+positions) with `untraded_opportunity` moved to right after `min_net_edge`."""
+_RUN_BITS: tuple[tuple[str, int], ...] = tuple((name, 1 << CHECKS.index(name)) for name in CHECK_RUN_ORDER)
+
+
 def checks_of(checks_run: int, checks_passed: int, failed_detail: str = "") -> list[CheckView]:
-    """Every check a decision ran, in order, from its two masks; the failed one carries the detail."""
+    """Every check a decision ran, in the order they ran (`CHECK_RUN_ORDER`), from its two masks;
+    the failed one carries the detail."""
     out = []
-    for i, name in enumerate(CHECKS):
-        bit = 1 << i
+    for name, bit in _RUN_BITS:
         if checks_run & bit:
             ok = bool(checks_passed & bit)
             out.append(CheckView(name=name, passed=ok, detail="" if ok else failed_detail))

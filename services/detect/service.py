@@ -17,6 +17,33 @@ Fees: each venue's default model (`libs.fees.fee_models`: Kalshi's schedule, Pol
 MT_POLYMARKET_FEE_RATE / MT_POLYMARKET_FEE_EXPONENT), except for a Polymarket instrument whose
 `MarketInfo` (`md.info.polymarket.<token>`, read by the same consumer, so in stream order with the
 books) reports a taker fee rate: that instrument is priced with its own rate and exponent.
+
+Intents: an open opportunity sends an execution intent (`intent.xarb`) when its net edge per
+contract reaches MT_DETECT_MIN_EDGE_CENTS, and again each time the edge *improves* on the last
+intent sent for it, so that every user sees the first edge that meets their own minimum:
+- the first evaluation at or above the threshold sends one, whatever its edge;
+- while it stays at or above, a new intent goes out when the per-contract net edge reaches a
+  hundredth of a cent (INTENT_STEP_MICROS = 100 micro-dollars) that the last intent's edge had not
+  reached: `edge // 100 > last // 100`. So 0.6853c -> 0.6900c sends, 0.6853c -> 0.6874c does not,
+  and 0.5299c -> 0.5300c does. The same edge with a different size, or a smaller edge still above
+  the threshold, sends nothing;
+- falling below the threshold re-arms it: the next crossing sends again, whatever its edge;
+- every intent of one opening carries the opening's `opportunity_id`; a closed and re-opened
+  opportunity is a new opening, with a new id, and sends at its first crossing like any other.
+A run whose minimum an earlier intent already met sees the later, better ones too; paper decides
+each intent on its own.
+Why: users and runs ask for their own, often stricter, minimum (`filters.min_net_edge_cents`, a
+profile's `min_net_edge_cents`), and intents must fire at *their* threshold. One intent per
+crossing of detect's (lowest) threshold showed them only the crossing's first, smallest edge.
+Why a grid and not "strictly greater": the per-contract edge (net // size) moves by a few
+micro-dollars whenever the size changes, from the venues' cent rounding of fees (the demo's
+synthetic market went 0.6853c -> 0.6873c -> 0.6874c as its book deepened), and each of those
+would be one more intent, decided and traded again by every loose run. Why a grid and not a
+minimum step over the last edge: a step leaves a band of user minimums (last edge, last + step]
+that a real edge can meet without an intent; with the grid, any minimum that is a whole number
+of hundredths of a cent always gets the first edge at or above it (an edge reaches such a
+minimum m > last only by crossing the grid line m); any other minimum is served from the next
+hundredth of a cent above it (edges less than 0.01c over it may pass without an intent).
 """
 
 from __future__ import annotations
@@ -38,16 +65,32 @@ from proto.events import BookBatch, Intent, MarketInfo, Opportunity
 from services.runtime import Service
 
 STRATEGY = "xarb"
+INTENT_STEP_MICROS = 100
+"""An open opportunity re-sends when its per-contract net edge reaches a new multiple of this (0.01c)."""
 
 
 @dataclass
 class OpenOpportunity:
-    """An opportunity between opened and closed, and whether its intent has gone out."""
+    """An opportunity between opened and closed, and the edge of the last intent sent for it."""
 
     opportunity_id: str
     opened_at: int
     quote: ArbQuote
-    intent_sent: bool = False
+    intent_edge: int | None = None
+    """Net edge per contract (micro-dollars) of the last intent sent for this opening; None when none
+    has gone out since it opened or since its edge last fell below the threshold (re-armed)."""
+
+    def wants_intent(self, edge: int, min_edge: int) -> bool:
+        """Whether a quote with this per-contract net edge (micros) sends an intent; re-arms when below.
+
+        At or above `min_edge`: yes when none was sent since the last re-arm, or the edge reaches a
+        multiple of INTENT_STEP_MICROS the last intent's edge had not. Below: no, and the next
+        crossing sends again.
+        """
+        if edge < min_edge:
+            self.intent_edge = None
+            return False
+        return self.intent_edge is None or edge // INTENT_STEP_MICROS > self.intent_edge // INTENT_STEP_MICROS
 
 
 def opportunity_key(instrument: str, yes_venue: str, no_venue: str) -> str:
@@ -239,12 +282,10 @@ class DetectService(Service):
         elif (quote.size, quote.net_edge_micros) != (current.quote.size, current.quote.net_edge_micros):
             await self._publish_opp(key, current, "updated", quote, book_ts)
             current.quote = quote
-        above = quote.net_edge_per_contract_micros >= self.min_edge_micros
-        if above and not current.intent_sent:
+        edge = quote.net_edge_per_contract_micros
+        if current.wants_intent(edge, self.min_edge_micros):
             await self.ctx.bus.publish(subjects.intent(STRATEGY), Intent(**_common(key, current, quote, book_ts)))
-            current.intent_sent = True
-        elif not above:
-            current.intent_sent = False  # re-arm: a new crossing of the threshold sends a new intent
+            current.intent_edge = edge  # only once it is out
 
     async def _publish_opp(
         self,

@@ -51,6 +51,12 @@ from proto.events import DeadLetter
 Handler = Callable[[list[tuple[Any, int]]], Awaitable[Awaitable[Any] | None]]
 
 
+def stream_pending(reply: str) -> int:
+    """Messages the consumer had still to deliver when this one was sent (the ack subject's last count)."""
+    t = reply.split(".")
+    return int(t[8]) if len(t) == 9 else int(t[10])
+
+
 def stream_seq(reply: str) -> tuple[int, int]:
     """(stream sequence, deliveries) from a JetStream ack subject (both token layouts)."""
     t = reply.split(".")
@@ -78,6 +84,7 @@ class OrderedConsumer:
         max_attempts: int = 5,
         expires_s: float = 5.0,
         max_inflight: int = 64,
+        linger: Callable[[], float] | None = None,
     ) -> None:
         self.bus = bus
         self.stream = stream
@@ -101,6 +108,10 @@ class OrderedConsumer:
         self._lost = False
         self._inbox = ""
         self.max_inflight = max_inflight
+        self.linger = linger
+        """Seconds to let a batch gather after its first message (0: none), asked per batch: the
+        paper service lingers while its hot path decides intents first, when JetStream's copies only
+        confirm them."""
         self._acks: asyncio.Queue[tuple[Msg, Awaitable[Any] | None, int]] = asyncio.Queue()
         self._acker: asyncio.Task[None] | None = None
         self._inflight = 0
@@ -110,6 +121,14 @@ class OrderedConsumer:
         """Stream sequence the durable was (re)created to deliver from (None: from the first)."""
         self.acked_seq = 0
         """Stream sequence of the last message acked (AckPolicy.ALL: everything up to it)."""
+        self._last_pending = 0
+        self.in_sync = False
+        """The stream has nothing this consumer has not handed to the handler: the last batch handled
+        had no message after it waiting, and none is queued (or a pull request expired unanswered
+        after such a batch — the server also lets a pull expire when `max_ack_pending` holds its
+        deliveries back — or the durable had nothing pending when created). The paper service's hot path decides
+        intents as they arrive over core NATS only while this holds, so a backlog is decided in
+        stream order first."""
 
     def config(self, start_seq: int | None = None) -> ConsumerConfig:
         """The durable's config, delivering from `start_seq` (None: from the stream's first message)."""
@@ -128,6 +147,7 @@ class OrderedConsumer:
 
     async def _create(self, start_seq: int | None) -> None:
         """Delete the durable (if it exists) and create it delivering from `start_seq`, in order."""
+        self.in_sync = False
         with contextlib.suppress(NotFoundError):
             await self.bus.js.delete_consumer(self.stream, self.durable)
         await self.bus.js.add_consumer(self.stream, self.config(start_seq))
@@ -150,7 +170,10 @@ class OrderedConsumer:
         except NotFoundError:
             pass
         await self._create(start_seq)
-        self.log.info("consumer created", durable=self.durable, start_seq=start_seq)
+        info = await self.bus.js.consumer_info(self.stream, self.durable)
+        self.in_sync = not info.num_pending
+        self._last_pending = int(info.num_pending or 0)
+        self.log.info("consumer created", durable=self.durable, start_seq=start_seq, pending=info.num_pending)
         self._inbox = self.bus.nc.new_inbox()
         self._sub = await self.bus.nc.subscribe(
             self._inbox, cb=self._on_msg, pending_msgs_limit=1_000_000, pending_bytes_limit=-1
@@ -178,6 +201,9 @@ class OrderedConsumer:
                     # from the sequence after the last ack: what was handled and not acked comes again
                     # (the runs skip it); nothing after the last ack is skipped
                     await self._create(self.acked_seq + 1 if self.acked_seq else self.start_seq)
+                    while not self._queue.empty():  # the old durable's deliveries: the new one repeats them
+                        self._queue.get_nowait()
+                    self._pending = 0
                 if self._pending <= self.batch:
                     await self._pull(self.batch * 2 - self._pending)
                 try:
@@ -185,6 +211,9 @@ class OrderedConsumer:
                 except TimeoutError:
                     self._pending = 0  # our pull requests were lost (a reconnect): ask again
                     continue
+                wait = self.linger() if self.linger is not None else 0.0
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 msgs = [first]
                 while len(msgs) < self.batch and not self._queue.empty():
                     msgs.append(self._queue.get_nowait())
@@ -196,6 +225,9 @@ class OrderedConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the loop outlives anything the bus throws
+                # what it had taken is neither handled nor queued for an ack: a later batch's ack
+                # (AckPolicy.ALL) would cover it, so start again after the last ack instead
+                self._lost = True
                 self.log.warning("consumer loop error", durable=self.durable, error=str(e))
                 await asyncio.sleep(0.5)
 
@@ -203,21 +235,31 @@ class OrderedConsumer:
         good: list[tuple[Any, int]] = []
         good_msgs: list[Msg] = []
         last: Msg | None = None
+        behind = False
+        expired = False
         for msg in msgs:
             if msg.headers and msg.headers.get("Status"):
+                expired = expired or msg.headers.get("Status") == "408"
                 self._on_status(msg)
                 continue
             self._pending -= 1
             last = msg
             seq, deliveries = stream_seq(msg.reply)
+            self._last_pending = stream_pending(msg.reply)
+            behind = self._last_pending > 0
             try:
                 good.append((self.decoder.decode(msg.data), seq))
                 good_msgs.append(msg)
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 await self._dead_letter(msg, seq, f"decode: {e}", deliveries)
         if last is None:
+            if expired and self._queue.empty() and self._last_pending == 0:
+                self.in_sync = True  # a pull expired and nothing was waiting after the last delivery
             return
+        if behind:
+            self.in_sync = False
         stored = await self._handle_in_order(good, good_msgs) if good else None
+        self.in_sync = not behind and self._queue.empty()
         self._inflight += 1
         if self._inflight >= self.max_inflight:
             self._room.clear()

@@ -254,15 +254,20 @@ LAST_UPDATES_REJECTED: dict[str, int] = {}
 """Undecodable run updates met by `last_updates`, per stream (since the process started)."""
 
 
-async def last_updates(bus: Bus, log: Any, timeout_s: float = 30.0) -> list[RunUpdate]:
+async def last_updates(bus: Bus, log: Any, timeout_s: float = 30.0) -> tuple[list[RunUpdate], set[str]]:
     """What a restarted service resumes from: per run, the newer (higher snapshot version) of its last
     `paper.update.<run_id>` in PAPER and its `paperstate.<run_id>` snapshot in PAPERSTATE. PAPER may
     have discarded a quiet run's last update (byte limit); PAPERSTATE keeps one per run. Undecodable
-    ones are logged and counted (`LAST_UPDATES_REJECTED`)."""
+    ones are logged and counted (`LAST_UPDATES_REJECTED`). Also the runs whose PAPERSTATE copy is
+    older than what they resume from (the service stopped before writing it): to be written again."""
     best: dict[str, RunUpdate] = {}
+    saved: dict[str, int] = {}
     for stream, subject in ((streams.PAPER.name, subjects.PAPER_UPDATE_ALL), (streams.PAPERSTATE.name, "paperstate.>")):
         for u in await _last_per_subject(bus, stream, subject, log, timeout_s):
+            if stream == streams.PAPERSTATE.name:
+                saved[u.run.run_id] = u.snapshot.version
             have = best.get(u.run.run_id)
             if have is None or u.snapshot.version > have.snapshot.version:
                 best[u.run.run_id] = u
-    return list(best.values())
+    stale = {rid for rid, u in best.items() if saved.get(rid, -1) < u.snapshot.version}
+    return list(best.values()), stale

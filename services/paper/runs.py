@@ -19,8 +19,9 @@ Rules decided here (the HTTP API relies on them; `new_config` and `PaperRun.watc
 - `label` at most 200 characters, `notes` at most 2,000. Filters: `venues` must be venues paper
   trades; `min_net_edge_cents` finite and >= 0, and it can only raise the profile's minimum.
 - A run decides an order (intent or span start) iff started_at <= order.ts < its end (ends_at; a
-  stopped run decides nothing more), the order's stream sequence is past the run's last one, the
-  opportunity key is one of the run's (or the run has none), and the filters match: every leg's
+  stopped run decides nothing more), the order's stream sequence is past the run's last one and
+  its id is not in the run's `ahead` (decided on the hot path; an order from the hot path has no
+  sequence yet), the opportunity key is one of the run's (or the run has none), and the filters match: every leg's
   venue in `venues` (an order without legs does not match a venues filter), the strategy in
   `strategies`, some leg's instrument matching an `instruments`
   fnmatch pattern (case-sensitive).
@@ -29,9 +30,10 @@ Rules decided here (the HTTP API relies on them; `new_config` and `PaperRun.watc
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -61,6 +63,11 @@ MAX_NOTES = 2_000
 MAX_KEY = 200
 MAX_KEYS = 1_000
 MAX_STARTING_USD = 1e12
+SMALL_BATCH = 8
+"""Batches up to this many orders are matched one by one in Python, larger ones with numpy."""
+MAX_TRADED = 10_000
+"""Most opportunity ids a run's `snapshot.traded` keeps (the oldest by intent ts dropped first): ids
+are forgotten when their opportunity closes, so this bounds the snapshot only if closes go missing."""
 NS_PER_MIN = 60 * 1_000_000_000
 
 
@@ -213,16 +220,22 @@ MAX_UPDATE_DECISIONS = 20_000
 """Most decisions one RunUpdate carries (a few MB at most, within NATS max_payload)."""
 
 
+def _traded(old: dict[str, int], new: dict[str, int]) -> dict[str, int]:
+    """A run's `snapshot.traded` after a batch traded `new`: a new dict (a snapshot is never
+    mutated), at most MAX_TRADED ids, the oldest by intent ts dropped first."""
+    out = {**old, **new}
+    if len(out) > MAX_TRADED:
+        out = dict(sorted(out.items(), key=lambda kv: kv[1])[-MAX_TRADED:])
+    return out
+
+
 def _concat(columns: list[DecisionColumns]) -> DecisionColumns:
     if len(columns) == 1:
         return columns[0]
-    out: dict[str, list] = {}
-    for f in DecisionColumns.__struct_fields__:
-        acc: list = []
-        for c in columns:
-            acc.extend(getattr(c, f))
-        out[f] = acc
-    return DecisionColumns(**out)
+    chain = itertools.chain.from_iterable
+    fields = zip(*map(msgspec.structs.astuple, columns), strict=True)  # per field: every part's list
+    names = DecisionColumns.__struct_fields__
+    return DecisionColumns(**{name: list(chain(lists)) for name, lists in zip(names, fields, strict=True)})
 
 
 @dataclass
@@ -238,6 +251,7 @@ class PaperRun:
     config: RunConfig
     snap: RunSnapshot
     keys: frozenset[str] = frozenset()
+    keys_present: frozenset[str] = frozenset()
     venues: frozenset[str] = frozenset()
     strategies: frozenset[str] = frozenset()
     patterns: re.Pattern[str] | None = None
@@ -257,6 +271,7 @@ class PaperRun:
 
         f = self.config.filters
         self.keys = frozenset(self.config.opportunity_keys)
+        self.keys_present = frozenset(self.config.keys_present)
         self.venues = frozenset(f.venues)
         self.strategies = frozenset(f.strategies)
         if f.instruments:
@@ -290,8 +305,9 @@ class PaperRun:
             settlement_delay_ns=self.config.settlement_delay_ns,
             balance_micros=s.balance_micros,
             spent_by_day=s.spent_by_day,
-            keys_present=frozenset(self.config.keys_present),
+            keys_present=self.keys_present,
             pending=len(s.pending),
+            traded=s.traded,
         )
 
     def end_reason(self) -> str:
@@ -302,21 +318,40 @@ class PaperRun:
     def watches(
         self,
         orders: Sequence[Intent | Opportunity],
-        seqs: np.ndarray,
+        seqs: np.ndarray | None,
         ts: np.ndarray,
         last_seq: int,
+        skip: Mapping[str, int] | None = None,
     ) -> np.ndarray:
-        """Bool per order: this run decides it (see the module docstring)."""
+        """Bool per order: this run decides it (see the module docstring). `seqs` None: orders from
+        the hot path (no stream sequence yet); `skip`: order ids the run has already decided (its
+        `snapshot.ahead`)."""
         cfg = self.config
-        m = (seqs > last_seq) & (ts >= cfg.started_at) & (ts < cfg.ends_at)
+        if len(orders) <= SMALL_BATCH:  # the hot path's one or two intents: numpy's per-call cost dominates
+            seq_l = None if seqs is None else seqs.tolist()
+            return np.array(
+                [(seq_l is None or seq_l[i] > last_seq) and self._admits(o, skip) for i, o in enumerate(orders)],
+                np.bool_,
+            )
+        m = (ts >= cfg.started_at) & (ts < cfg.ends_at)
+        if seqs is not None:
+            m &= seqs > last_seq
         if not self.running:
             m[:] = False
         if not m.any():
             return m
-        if self.keys or self.venues or self.strategies or self.patterns is not None:
+        if skip or self.keys or self.venues or self.strategies or self.patterns is not None:
             for i in np.flatnonzero(m).tolist():
-                m[i] = self._matches(orders[i])
+                o = orders[i]
+                m[i] = not (skip and o.id in skip) and self._matches(o)
         return m
+
+    def _admits(self, o: Intent | Opportunity, skip: Mapping[str, int] | None) -> bool:
+        """`watches` for one order, its sequence aside."""
+        cfg = self.config
+        return (
+            self.running and cfg.started_at <= o.ts < cfg.ends_at and not (skip and o.id in skip) and self._matches(o)
+        )
 
     def _matches(self, o: Intent | Opportunity) -> bool:
         """The run's keys and filters admit this order."""
@@ -356,14 +391,16 @@ class PaperRun:
         source: str,
         last_seq: int,
         end: tuple[str, int] | None = None,
+        ahead: dict[str, int] | None = None,
     ) -> Part:
         """Decisions (and their trades and fills) on a batch, then maybe the end of the run
-        (`end` = (stop reason, stopped_at)) when an order at or past its end came by."""
+        (`end` = (stop reason, stopped_at)) when an order at or past its end came by. `ahead`: the
+        run's new `snapshot.ahead` (hot-path intents decided, or their JetStream copies reached)."""
         s = self.snap
         changes: list[BalanceChange] = []
         decisions: DecisionColumns | None = None
         trades: list = []
-        values: dict = {}
+        values: dict = {} if ahead is None else {"ahead": ahead}
         if source == "intent":
             values["intent_seq"] = max(s.intent_seq, last_seq)
         else:
@@ -400,6 +437,8 @@ class PaperRun:
                 )
             if trades:
                 pending.sort(key=lambda p: p.settled_at)
+            if outcome.traded:
+                values["traded"] = _traded(s.traded, outcome.traded)
             values.update(
                 balance_micros=balance,
                 fees_micros=s.fees_micros + outcome.fees_micros,
@@ -416,6 +455,29 @@ class PaperRun:
             values.update(state="completed", stop_reason=end[0], stopped_at=end[1])
         snap = msgspec.structs.replace(s, **values)
         return self._queue(Part(snap, decisions, tuple(trades), tuple(changes), ui_run=end is not None))
+
+    def reach(self, last_seq: int, ahead: dict[str, int]) -> None:
+        """The intent consumer reached JetStream copies of intents this run decided on the hot path
+        (and nothing else to decide): its snapshot forgets them and moves `intent_seq` past them. Not
+        a step of its own: the next stored step carries it (until then the stored snapshot still
+        lists them in `ahead`, which is as true)."""
+        self.snap = msgspec.structs.replace(self.snap, intent_seq=max(self.snap.intent_seq, last_seq), ahead=ahead)
+
+    def forget_traded(self, opportunity_ids: Iterable[str]) -> bool:
+        """Those opportunities closed: the run forgets it traded them (`snapshot.traded`), so the
+        snapshot stays small; True when it had traded any. A new opening of the same key gets a new
+        opportunity id, so forgetting a closed one is safe once no intent of it is still to be
+        decided (an intent of a forgotten id would be taken again). Not a step of its own, like
+        `reach`: the next stored step carries it."""
+        traded = self.snap.traded
+        gone = [o for o in opportunity_ids if o in traded] if traded else []
+        if not gone:
+            return False
+        kept = dict(traded)
+        for o in gone:
+            kept.pop(o, None)
+        self.snap = msgspec.structs.replace(self.snap, traded=kept)
+        return True
 
     def stop_step(self, *, state: str, reason: str, stopped_at: int) -> Part:
         """The run stops (requested) or completes (duration, max_duration)."""

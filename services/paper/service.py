@@ -11,6 +11,18 @@ Wiring (the rules live in `libs.paper.engine` and `services.paper.runs`):
   `opened` steps make decisions), both `consumer.OrderedConsumer` (strict order, one ack per
   batch). A run skips an order whose stream sequence is not past its `snapshot.intent_seq` /
   `opp_seq`, and the service skips an order id it saw under another sequence (published twice).
+- The hot path (MT_PAPER_HOT_PATH, on by default): a core-NATS subscription to the same intent
+  subjects gets each intent as it is published, a millisecond or more before JetStream delivers
+  it, and decides it at once, while `paper-intents` is in sync (nothing older waiting in the
+  stream: `OrderedConsumer.in_sync`). The run remembers such an intent in `snapshot.ahead` (id →
+  ts) until the consumer reaches its JetStream copy, which it then skips, moving `intent_seq` past
+  it. The hot path stays on until JetStream delivers an intent it had not seen (a core copy
+  missed, e.g. dropped by a slow subscription), then waits for the consumer to be in sync again.
+  JetStream stays the record: intents are acked only once the steps deciding them are stored,
+  and a restart redelivers what was not acked, each run skipping what its snapshot says it
+  decided (`intent_seq` or `ahead`). Ordering: while in sync, intents are decided in publish
+  order; a backlog (after a restart, or a burst the hot path cannot keep up with) is decided from
+  JetStream in stream order. An order past a run's end only ends it from JetStream (in order).
 - Every change to a run is applied in memory at once and stored as a `RunUpdate` on
   `paper.update.<run_id>` by `commit.Committer`: one update in flight per run, steps queued
   meanwhile stored together in the next one (each update carries the snapshot after its last
@@ -70,7 +82,7 @@ from nats.aio.subscription import Subscription
 from libs.fees import fee_models
 from libs.ids import new_id, now_ns
 from libs.paper.books import BookHistory, MarketFacts
-from libs.paper.engine import INTENT_OK, Engine, EngineSettings, Prepared, warm_up
+from libs.paper.engine import INTENT_OK, Engine, EngineSettings, Prepared, RunOutcome, warm_up
 from libs.paper.views import trade_view
 from proto import codec, streams, subjects
 from proto.events import BookBatch, Intent, MarketInfo, Opportunity, PaperTrade
@@ -93,6 +105,23 @@ STORE_TIMEOUT_S = 10.0
 BOOK_SYNC_TIMEOUT_S = 0.5
 SEEN_MAX = 200_000
 """Order ids remembered (with their stream sequence) to skip one published twice as two messages."""
+HOT_BATCH = 512
+HOT_CONFIRM_LINGER_S = 0.02
+"""While the hot path is on, JetStream's copies of intents mostly confirm decisions already made:
+the intent consumer lets them gather this long per batch (one ack per batch)."""
+HOT_IDLE_WAIT_S = 0.005
+"""Most the intent consumer waits, before a batch, for the hot path to take what has arrived."""
+AHEAD_MAX = 10_000
+"""Most hot-path intents a run may have decided ahead of the intent consumer: beyond, JetStream is
+not keeping up and intents wait for it."""
+AHEAD_TTL_NS = 600 * 1_000_000_000
+"""A hot-path intent whose JetStream copy has not come by the time the consumer reaches intents this
+much newer (their `ts`) never will (its publish was refused): the run forgets it. Generous, so that
+producers' clocks (detect's, stamping `ts`) may disagree by minutes without an intent being
+decided twice."""
+HOT_QUEUE_MAX = 100_000
+"""Core copies waiting for the hot path beyond this are passed to JetStream (and the hot path goes
+off until the consumer is in sync again): memory stays bounded if deciding stalls."""
 
 
 class PaperService(Service):
@@ -127,7 +156,26 @@ class PaperService(Service):
         self.runs: dict[str, PaperRun] = {}
         self.ignored: set[str] = set()
         self._seen: OrderedDict[str, int] = OrderedDict()
+        self._hot_ids: OrderedDict[str, None] = OrderedDict()
+        self._hot_queue: asyncio.Queue[Msg] = asyncio.Queue()
         self.decided = 0
+        self.hot_decided = 0
+        """Intents decided on the hot path (the rest came by JetStream first)."""
+        self._closing: list[tuple[int, str]] = []
+        """(ts, opportunity id) of closed opportunities the runs may still remember as traded."""
+        self._intents_decided_ts = 0
+        """The newest intent `ts` decided (intents are decided in publish order)."""
+        self._hot_on = False
+        self._hot_passed: set[str] = set()
+        """Ids of core copies passed while the hot path was off, until JetStream delivers them."""
+        self._intent_decoder = codec.decoder(Intent)
+        self._hot_busy = False
+        self._hot_sub: Subscription | None = None
+        self._hot_first: str | None = None
+        """The first intent the hot path decided since it last switched on."""
+        self._hot_armed = False
+        """JetStream has delivered `_hot_first`: every later intent it delivers must be one the hot
+        path saw (earlier ones were passed while it was off, and come by JetStream as expected)."""
         self.ends_enabled = False
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Subscription] = []
@@ -135,8 +183,12 @@ class PaperService(Service):
         self._ui_queue: asyncio.Queue[tuple[str, str, str, Any]] = asyncio.Queue()
         bus = self.ctx.bus
         self.committer = Committer(bus, self.log, self._on_stored)
-        for u in await last_updates(bus, self.log):
+        updates, stale = await last_updates(bus, self.log)
+        for u in updates:
             self.runs[u.run.run_id] = PaperRun(u.run, u.snapshot)
+        for u in updates:
+            if u.run.run_id in stale:
+                self.committer.resave(self.runs[u.run.run_id], u)
         resumed = [r.run_id for r in self.runs.values() if r.running]
         if self.runs:
             self.log.info("runs loaded", runs=len(self.runs), running=len(resumed))
@@ -161,6 +213,7 @@ class PaperService(Service):
                 handler=self.on_intents,
                 log=self.log,
                 batch=512,
+                linger=lambda: HOT_CONFIRM_LINGER_S if self._hot_on else 0.0,
             ).start(resume_from=self._resume_from("intent")),
             await OrderedConsumer(
                 bus,
@@ -174,6 +227,12 @@ class PaperService(Service):
                 batch=256,
             ).start(resume_from=self._resume_from("success_span")),
         ]
+        if s.paper_hot_path:
+            self._hot_sub = await bus.nc.subscribe(
+                subjects.INTENT_ALL, cb=self._on_hot, pending_msgs_limit=100_000, pending_bytes_limit=256 << 20
+            )
+            self._subs.append(self._hot_sub)
+            self._tasks.append(asyncio.create_task(self._hot_loop(), name="paper:hot"))
         self._tasks += [
             asyncio.create_task(self._settle_loop(), name="paper:settle"),
             asyncio.create_task(self._end_loop(), name="paper:ends"),
@@ -245,16 +304,43 @@ class PaperService(Service):
     async def on_intents(self, pairs: list[tuple[Intent, int]]) -> Awaitable[Any] | None:
         """Decide a batch of intents for every run watching them (consumer handler); returns what
         resolves once the decisions are stored (the consumer acks the intents then)."""
+        if self._hot_on:
+            await self._hot_idle()
+        if self._hot_passed:
+            self._hot_passed.difference_update(p[0].id for p in pairs)
         async with self.lock:
             return await self._decide([p[0] for p in pairs], [p[1] for p in pairs], "intent")
 
     async def on_opportunities(self, pairs: list[tuple[Opportunity, int]]) -> Awaitable[Any] | None:
         """A success-span decision for every `opened` opportunity, per watching run."""
+        traded = [r.snap.traded for r in self.runs.values() if r.snap.traded]
+        closed = [
+            (p[0].ts, p[0].opportunity_id)
+            for p in pairs
+            if p[0].status == "closed" and any(p[0].opportunity_id in t for t in traded)
+        ]
+        if closed:
+            self._closing = [*self._closing, *closed][-SEEN_MAX:]
+            async with self.lock:
+                self._forget_closed()
         opened = [p for p in pairs if p[0].status == "opened"]
         if not opened:
             return None
         async with self.lock:
             return await self._decide([p[0] for p in opened], [p[1] for p in opened], "success_span")
+
+    def _forget_closed(self) -> None:
+        """Runs forget the closed opportunities they traded (`snapshot.traded` stays small) once every
+        intent made before the close is decided: detect sends an opening's intents before its close,
+        and an intent of a forgotten opening would be taken again."""
+        if not self._closing:
+            return
+        done = [o for ts, o in self._closing if ts <= self._intents_decided_ts]
+        if not done:
+            return
+        self._closing = [(ts, o) for ts, o in self._closing if ts > self._intents_decided_ts]
+        for run in self.runs.values():
+            run.forget_traded(done)
 
     def _fresh(self, orders: list[Any], seq_list: list[int], source: str) -> tuple[list[Any], list[int]]:
         """Drop an order whose id came before under another stream sequence (a producer that published
@@ -276,58 +362,202 @@ class PaperService(Service):
             seen.popitem(last=False)
         return keep_o, keep_s
 
-    async def _decide(self, orders: list[Any], seq_list: list[int], source: str) -> Awaitable[Any] | None:
-        """Decide the orders for every running run; returns what resolves once every step queued so far
-        (of any run) is stored. Not only the steps of this batch: with AckPolicy.ALL the batch's ack
-        acks every earlier message too, and one of them may be decided (in memory) and not stored yet
-        — a redelivery after ack_wait of an order whose step is still being stored, or a batch whose
-        deciding failed part-way and is being retried, both skipped here by the runs' sequences."""
-        if source == "intent" and orders:  # books before these intents' time are no longer needed
-            latest = max(o.book_ts for o in orders)
+    async def _decide(self, orders: list[Any], seq_list: list[int] | None, source: str) -> Awaitable[Any] | None:
+        """Decide the orders for every running run (`seq_list` None: intents from the hot path);
+        returns what resolves once every step queued so far (of any run) is stored. Not only the
+        steps of this batch: with AckPolicy.ALL the batch's ack acks every earlier message too, and
+        one of them may be decided (in memory) and not stored yet — a redelivery after ack_wait of an
+        order whose step is still being stored, a batch whose deciding failed part-way and is being
+        retried (both skipped here by the runs' sequences), or an intent decided on the hot path."""
+        if source == "intent" and orders and seq_list is not None:
+            latest = max(o.book_ts for o in orders)  # books before these intents' time are no longer needed
             self.books.hold_ns = latest if self.books.hold_ns is None else max(self.books.hold_ns, latest)
         try:
             await self._decide_runs(orders, seq_list, source)
         finally:
             for run in self.runs.values():  # even when a run's step raised after others were queued
                 self.committer.kick(run)
-        return self._all_stored()
+        return None if seq_list is None else self._all_stored()  # the hot path acks nothing
 
     def _all_stored(self) -> Awaitable[Any] | None:
         waits = [self.committer.wait_stored(r) for r in self.runs.values() if r.stored < r.queued]
         return asyncio.gather(*waits) if waits else None
 
-    async def _decide_runs(self, orders: list[Any], seq_list: list[int], source: str) -> None:
+    async def _decide_runs(self, orders: list[Any], seq_list: list[int] | None, source: str) -> None:
         runs = [r for r in self.runs.values() if r.running]
         if not runs:
             return
-        orders, seq_list = self._fresh(orders, seq_list, source)
-        if not orders:
-            return
-        seqs = np.asarray(seq_list, np.int64)
+        hot = seq_list is None
+        if seq_list is not None:
+            orders, seq_list = self._fresh(orders, seq_list, source)
+            if not orders:
+                return
+            if self._hot_on and source == "intent":
+                self._check_hot_missed(orders)
+        seqs = None if seq_list is None else np.asarray(seq_list, np.int64)
         ts = np.fromiter((o.ts for o in orders), np.int64, len(orders))
-        prep = self.engine.prepare(orders, source)  # type: ignore[arg-type]
-        if await self._books_for(prep):
-            prep = self.engine.prepare(orders, source)  # type: ignore[arg-type]
         intent = source == "intent"
         watch = np.zeros((len(orders), len(runs)), np.bool_)
         ends: list[tuple[str, int] | None] = []
         last: list[int] = []
+        aheads: list[dict[str, int] | None] = []
         for r, run in enumerate(runs):
-            w = run.watches(orders, seqs, ts, run.snap.intent_seq if intent else run.snap.opp_seq)
+            ahead = run.snap.ahead if intent else None
+            w = run.watches(orders, seqs, ts, run.snap.intent_seq if intent else run.snap.opp_seq, ahead)
             watch[:, r] = w
-            last.append(int(seqs[w].max()) if w.any() else 0)
+            if seqs is None:  # hot: remembered as decided until the JetStream copy comes
+                last.append(0)
+                ends.append(None)  # an order past the run's end ends it when JetStream delivers it, in order
+                new = {o.id: o.ts for o, x in zip(orders, w.tolist(), strict=True) if x}
+                aheads.append({**(ahead or {}), **new} if new else None)
+                continue
+            top = int(seqs[w].max()) if w.any() else 0
+            new_ahead = None
+            if ahead:  # JetStream copies of hot-path decisions: forget them (and any gone stale)
+                reached = [i for i, o in enumerate(orders) if o.id in ahead]
+                if reached:
+                    top = max(top, int(seqs[reached].max()))
+                gone = {orders[i].id for i in reached}
+                cutoff = int(ts.max()) - AHEAD_TTL_NS
+                new_ahead = {k: v for k, v in ahead.items() if k not in gone and v >= cutoff}
+                if len(new_ahead) == len(ahead):
+                    new_ahead = None
+            last.append(top)
+            aheads.append(new_ahead)
             past = ts >= run.config.ends_at
             ends.append((run.end_reason(), run.config.ends_at) if past.any() else None)
-        limits = [run.limits() for run in runs]
-        live = None
-        if self.live is not None:
-            live = await self.live.validate(prep, limits, self.engine.reaching_validation(prep, limits, watch))
-        outcomes = self.engine.decide(prep, limits, watch, now_ns(), live)
-        for run, outcome, end, seq in zip(runs, outcomes, ends, last, strict=True):
+        outcomes: list[RunOutcome | None] = [None] * len(runs)
+        if watch.any():  # else only JetStream copies of hot-path decisions, or nothing the runs watch
+            prep = self.engine.prepare(orders, source)  # type: ignore[arg-type]
+            if await self._books_for(prep):
+                prep = self.engine.prepare(orders, source)  # type: ignore[arg-type]
+            limits = [run.limits() for run in runs]
+            live = None
+            if self.live is not None:
+                live = await self.live.validate(prep, limits, self.engine.reaching_validation(prep, limits, watch))
+            outcomes = self.engine.decide(prep, limits, watch, None, live)
+        for run, outcome, end, seq, ahead in zip(runs, outcomes, ends, last, aheads, strict=True):
             if outcome is None and end is None:
+                if intent and (ahead is not None or seq > run.snap.intent_seq):
+                    run.reach(seq, run.snap.ahead if ahead is None else ahead)
                 continue
-            run.decision_step(outcome, source=source, last_seq=seq, end=end)
+            run.decision_step(outcome, source=source, last_seq=seq, end=end, ahead=ahead)
         self.decided += int(watch.sum())
+        if hot:
+            self.hot_decided += len(orders)
+        if intent and not hot:  # stream order: every intent published before these is decided
+            self._intents_decided_ts = max(self._intents_decided_ts, int(ts.max()))
+            self._forget_closed()
+
+    # -- the hot path: intents as they arrive over core NATS -----------------------------------
+
+    def _hot_ready(self) -> bool:
+        """Whether the hot path may decide now: it switches on once the intent consumer is in sync
+        (nothing older waiting in the stream) and stays on until JetStream delivers an intent the
+        hot path had not seen (a core copy missed) or a run gets AHEAD_MAX intents ahead."""
+        if not self._hot_on:
+            self._hot_on = bool(self.consumers) and self.consumers[0].in_sync and not self._hot_passed
+            self._hot_first, self._hot_armed = None, False
+        if self._hot_on and any(len(r.snap.ahead) >= AHEAD_MAX for r in self.runs.values() if r.running):
+            self._hot_on = False
+        return self._hot_on
+
+    async def _hot_idle(self, timeout_s: float = HOT_IDLE_WAIT_S) -> None:
+        """Let the hot path take what core NATS has delivered so far. An intent's core copy reaches
+        this connection before JetStream's copy, so once this returns the hot path has seen every
+        intent of the batch in hand it is going to see (up to `timeout_s`)."""
+        deadline = time.monotonic() + timeout_s
+        sub = self._hot_sub
+        while (
+            self._hot_busy or not self._hot_queue.empty() or (sub is not None and sub.pending_msgs)
+        ) and time.monotonic() < deadline:
+            await asyncio.sleep(0)
+
+    def _check_hot_missed(self, orders: list[Intent]) -> None:
+        """Switch the hot path off when JetStream delivers, after the hot path's first intent since
+        it switched on, an intent the hot path never saw (a core copy missed): JetStream's order
+        until the consumer is in sync again."""
+        for o in orders:
+            if self._hot_armed:
+                if o.id not in self._hot_ids:
+                    self._hot_on = False
+                    return
+            elif o.id == self._hot_first:
+                self._hot_armed = True
+
+    async def _on_hot(self, msg: Msg) -> None:
+        if self._hot_queue.qsize() >= HOT_QUEUE_MAX:
+            self._hot_on = False
+            self._passed(msg)
+            return
+        self._hot_queue.put_nowait(msg)
+
+    def _passed(self, msg: Msg) -> None:
+        """A core copy the hot path does not decide: JetStream will, and until it has, the hot path
+        may not switch on (an intent after it would be decided first)."""
+        key = (msg.headers or {}).get("Nats-Msg-Id")
+        if key is None:
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                key = self._intent_decoder.decode(msg.data).id
+        if key is not None and len(self._hot_passed) < SEEN_MAX:
+            self._hot_passed.add(key)
+
+    async def _hot_loop(self) -> None:
+        """Decide intents as their core-NATS copies arrive (whatever queued meanwhile as one batch)."""
+        q = self._hot_queue
+        decoder = codec.decoder(Intent)
+        while True:
+            msgs = [await q.get()]
+            while len(msgs) < HOT_BATCH and not q.empty():
+                msgs.append(q.get_nowait())
+            self._hot_busy = True
+            try:
+                await self._hot_batch(msgs, decoder)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the loop outlives anything: JetStream delivers what it missed
+                self._hot_on = False
+                self.log.warning("hot path batch failed", error=str(e))
+            finally:
+                self._hot_busy = False
+
+    async def _hot_batch(self, msgs: list[Msg], decoder: Any) -> None:
+        """Decide a batch from the hot path (nothing when it is off: JetStream delivers them, in order)."""
+        if not self._hot_ready():
+            for m in msgs:
+                self._passed(m)
+            return
+        orders: list[Intent] = []
+        for m in msgs:
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):  # dead-lettered by the consumer
+                orders.append(decoder.decode(m.data))
+        try:
+            async with self.lock:
+                if not self._hot_ready():
+                    return
+                fresh = self._hot_fresh(orders)
+                if fresh:
+                    if self._hot_first is None:
+                        self._hot_first = fresh[0].id
+                    await self._decide(fresh, None, "intent")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # JetStream delivers them: runs that did not decide them do then
+            self.log.warning("hot path failed; JetStream will deliver these intents", error=str(e))
+
+    def _hot_fresh(self, orders: list[Intent]) -> list[Intent]:
+        """Intents neither JetStream delivered already nor the hot path saw (a publish retried, or
+        published twice)."""
+        seen, hot = self._seen, self._hot_ids
+        fresh = []
+        for o in orders:
+            if o.id in seen or o.id in hot:
+                continue
+            hot[o.id] = None
+            fresh.append(o)
+        while len(hot) > SEEN_MAX:
+            hot.popitem(last=False)
+        return fresh
 
     def _store(self, runs: list[PaperRun]) -> Awaitable[Any] | None:
         """Send the runs' queued steps; what resolves once they are all stored."""
@@ -512,7 +742,7 @@ class PaperService(Service):
                     raise RunError(404, f"user {req.user_id} has no active run")
                 run = active[-1]
             now = now_ns()
-            run.stop_step(state="stopped", reason="requested", stopped_at=now)
+            run.stop_step(state="stopped", reason=req.reason, stopped_at=now)
         await self._stored(run, "was stopped")
         self.log.info("run stopped", run_id=run.run_id, user_id=run.user_id)
         return PaperReply(status=200, runs=[run.view()])

@@ -2,8 +2,10 @@
 
 The page is plain HTML and vanilla JavaScript with no build step and nothing fetched from another
 origin, so it works offline and behind a firewall. It talks to the simulator API of this same
-service (`/auth/token`, `/simulator/*` and the `/simulator/ws` WebSocket); the page itself needs no
-sign-in (it holds no data until the user signs in with an API key).
+service (`/auth/token`, `GET /profile` for the user's name shown in the header, `/simulator/*` and
+the `/simulator/ws` WebSocket); the page itself needs no sign-in (it holds no data until the user
+signs in with an API key). The trade detail modal is laid out to fit a 1280x720 screen whole; only
+its list of checks scrolls inside.
 
 Only the files listed in `ASSETS` are served (no directory listing, no path from the URL ever
 reaches the file system), each with a strict Content-Security-Policy: scripts, styles and

@@ -210,10 +210,12 @@ async def start(request: Request) -> Response:
     _check_start(req)
     store, settings = request.app.state.store, request.app.state.settings
 
-    def read() -> tuple[Any, list[str]]:
-        return profile(store, settings, user), venues_with_keys(store, user)
+    keys = sorted({*([req.opportunity_key] if req.opportunity_key else []), *(req.opportunity_keys or [])})
 
-    prof, venues = await asyncio.to_thread(read)
+    def read() -> tuple[Any, list[str], set[str]]:
+        return profile(store, settings, user), venues_with_keys(store, user), _known_keys(store, keys)
+
+    prof, venues, known = await asyncio.to_thread(read)
     command = StartRun(
         user_id=user,
         request=req,
@@ -225,7 +227,20 @@ async def start(request: Request) -> Response:
     runs = await ask_paper(request, "start", command)
     if not runs:
         raise ApiError(502, "paper service accepted the run but sent no run back")
-    return json_response({"run": runs[0]}, 201)
+    warnings = [
+        f"opportunity_key {k!r} has never been seen by detect: the run watches it, but decides nothing until it is"
+        for k in keys
+        if k not in known
+    ]
+    return json_response({"run": runs[0], "warnings": warnings}, 201)
+
+
+def _known_keys(store: Any, keys: list[str]) -> set[str]:
+    """Those of `keys` some stored opportunity has had (a typo'd key would otherwise watch nothing, silently)."""
+    if not keys:
+        return set()
+    q = "SELECT DISTINCT opportunity_key FROM {db}.opportunities WHERE opportunity_key IN {keys:Array(String)}"
+    return {str(k) for k in store.query_df(q, {"keys": keys})["opportunity_key"].to_list()}
 
 
 async def stop(request: Request) -> Response:

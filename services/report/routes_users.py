@@ -188,7 +188,8 @@ async def _stop_runs(request: Request, user_id: str) -> tuple[list[str], str | N
     failed: list[str] = []
     for run in active:
         try:
-            for view in await ask_paper(request, "stop", StopRun(user_id=user_id, run_id=run.run_id)):
+            stop = StopRun(user_id=user_id, run_id=run.run_id, reason="disabled")
+            for view in await ask_paper(request, "stop", stop):
                 stopped.append(view.run_id)
         except ApiError as e:
             if e.status == 409:  # stopped meanwhile (its duration, or the user): nothing left to do

@@ -43,7 +43,7 @@ stamps `executed_at`; the window ends at `to`, by default now, and starts `hours
      watched the key, or the run's filters excluded it);
   2. intent decisions that were skipped → their most frequent reason (`min_net_edge`,
      `balance`, `daily_cap`, `liquidity`, `exchange_validation`, …; a tie goes to the check that
-     runs first, `proto.paper.CHECKS` order);
+     runs first, `libs.paper.views.CHECK_RUN_ORDER`);
   3. detect emitted no intent for it (no intent row and no intent decision) → `no intent` (the
      edge never crossed detect's threshold, or it closed first);
   4. success-span decisions that were skipped (while intents existed) → their most frequent reason;
@@ -65,8 +65,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
-from libs.paper.views import cents, iso, usd
-from proto.paper import CHECKS
+from libs.paper.views import CHECK_RUN_ORDER, cents, iso, usd
 
 NO_RUN = "no run watching"
 NO_INTENT = "no intent"
@@ -74,7 +73,7 @@ NOT_RECORDED = "trade not recorded"
 NOT_DECIDED = "not decided"
 _NOT_FAILURES = frozenset({"taken", "eligible", ""})
 """Decision reasons that are not a failed check."""
-_CHECK_ORDER = {name: i for i, name in enumerate(CHECKS)}
+_CHECK_ORDER = {name: i for i, name in enumerate(CHECK_RUN_ORDER)}
 
 
 class OppRow(msgspec.Struct, frozen=True, kw_only=True):

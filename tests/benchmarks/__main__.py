@@ -4,7 +4,8 @@
   (recorder, chDB), batched as ingest publishes them; beside it the same work with one
   update per message (the unbatched peer) and the parts alone (publish, chDB insert).
 - paper.*: the paper service with 5 active runs: intents/s decided from a 100k backlog, intent →
-  decision latency p50/p99 at a steady rate, the engine alone (`tests/benchmarks/paper.py`).
+  decision latency p50/p99 at steady rates (250, 500, 1,000/s) beside no-logic floors over core
+  NATS and JetStream, the engine alone (`tests/benchmarks/paper.py`).
 - lob.*: matching-engine operations per second on replayed real flow and a synthetic mix,
   beside peers' published figures (`tests/benchmarks/lob.py`).
 - sim.*: a calibrated full day on one core, Monte Carlo throughput, a 100-run job through

@@ -4,16 +4,20 @@
   decided by a freshly (re)started paper service with 5 running runs: intents / (time from the
   service's start until its durable consumer has acked the last one). Each intent is decided by all
   5 runs: every decision and trade is in a RunUpdate stored in JetStream before the intent is acked.
-- `paper.intent_to_decision_made_p50` / `_p99`: the same probe, from the intent's `ts` to the
-  decision's own `ts` (stamped by the paper service when the engine decided it): publish,
-  JetStream delivery and the decision, without storing the step.
-- `paper.intent_to_decision_p50` / `_p99`: intents published at a steady rate (1,000/s by default)
-  by another process, which also subscribes to `paper.update.>` and takes, per decision, the time
-  from the intent's `ts` (stamped just before publishing) to the arrival of the RunUpdate carrying
-  it (stored in JetStream first). Wall clock of one machine, both processes.
-- `paper.latency_floor_p50` / `_p99`: the same probe against a stand-in that only decodes each
-  intent batch and stores 5 tiny RunUpdates (no paper logic): what this machine's NATS and Python
-  path costs by itself, for scale.
+- `paper.intent_to_decision_made_p50` / `_p99 @<rate>/s`: intents published at a steady rate (250,
+  500 and 1,000 a second, 5 s each) by another process, which subscribes to `paper.update.>` and
+  takes, per decision, the time from the intent's `ts` (stamped just before publishing) to the
+  decision's own `ts` (stamped by the paper service once the engine's kernel has decided it): core
+  NATS delivery to the hot path, the checks and the fills. Wall clock of one machine, both processes.
+- `paper.intent_to_decision_p50` / `_p99 @<rate>/s`: the same decisions, to the arrival of the
+  RunUpdate carrying them (stored in JetStream first; a run's updates go out at most every 20 ms).
+- `paper.hot_path_fraction @<rate>/s`: the probe's intents decided from their core-NATS copy (the
+  rest were decided when JetStream delivered them); `paper.service_cpu_per_intent`: the service's
+  CPU time per intent while the probe ran (5 runs deciding, storing, sending live events).
+- `paper.latency_floor_core_*`: the same probe against a stand-in with no paper logic that answers
+  each intent from core NATS with 5 tiny RunUpdates (what the hot path's transport costs by itself
+  on this machine); `paper.latency_floor_jetstream_*`: a stand-in taking intents from a durable
+  JetStream consumer, the path paper used before the hot path.
 - `paper.engine_decisions_per_s`: the engine alone (prepare + kernel + decision columns and trades,
   no bus) on the same intents, 5 runs.
 - `paper.taken_fraction`: taken decisions / decisions in the throughput run.
@@ -46,7 +50,7 @@ import msgspec
 import numpy as np
 
 from libs import config
-from libs.bus import Bus
+from libs.bus import Bus, subscriptions_live
 from libs.fees import fee_models
 from libs.ids import now_ns
 from libs.paper.books import BookHistory, MarketFacts
@@ -121,7 +125,9 @@ async def backlog_done(bus: Bus, durable: str, timeout_s: float) -> float:
     raise TimeoutError(f"paper did not finish its backlog in {timeout_s:.0f}s")
 
 
-async def service_figures(home: Path, n: int, rate: float, latency_s: float) -> list[tuple[str, float, str]]:
+async def service_figures(
+    home: Path, n: int, rates: tuple[float, ...], latency_s: float
+) -> list[tuple[str, float, str]]:
     settings = config.load({}, home=home, http_port=0, paper_default_run=False, log_level="warning")
     stack = await Stack.open(settings, with_store=False)
     figures: list[tuple[str, float, str]] = []
@@ -147,7 +153,7 @@ async def service_figures(home: Path, n: int, rate: float, latency_s: float) -> 
         del backlog, payloads  # the harness's copies: not the service's to carry (or to garbage-collect)
         gc.collect()
         t0 = time.perf_counter()
-        await stack.start("paper")
+        service: Any = await stack.start("paper")
         t_started = time.perf_counter()
         t_done = await backlog_done(bus, "paper-intents", timeout_s=600)
         views = (await svc(bus, "active", UserQuery(user_id=USER))).runs
@@ -159,18 +165,32 @@ async def service_figures(home: Path, n: int, rate: float, latency_s: float) -> 
         figures.append(("paper.decisions_per_s", RUNS * n / (t_done - t_started), "decisions/s"))
         figures.append(("paper.startup_s (load runs, catch up books)", t_started - t0, "s"))
         figures.append(("paper.taken_fraction", taken / decisions, ""))
-        # steady-rate latency, measured by another process
-        await asyncio.sleep(2.5)  # the backlog's trades settle first
-        probe = await run_probe(stack.nats_url, rate, latency_s, t_book)
-        figures.append(
-            ("paper.intent_to_decision_made_p50 (intent published -> decided)", probe["decided_p50_ms"], "ms")
-        )
-        figures.append(
-            ("paper.intent_to_decision_made_p99 (intent published -> decided)", probe["decided_p99_ms"], "ms")
-        )
-        figures.append(("paper.intent_to_decision_p50 (-> its RunUpdate stored and received)", probe["p50_ms"], "ms"))
-        figures.append(("paper.intent_to_decision_p99 (-> its RunUpdate stored and received)", probe["p99_ms"], "ms"))
-        figures.append(("paper.latency_rate_offered", probe["rate"], "intents/s"))
+        # steady-rate latency, measured by another process, at each rate
+        for k, rate in enumerate(rates):
+            await asyncio.sleep(2.5)  # the trades before settle first
+            hot_before = service.hot_decided
+            cpu0 = time.process_time()
+            probe = await run_probe(stack.nats_url, rate, latency_s, t_book, prefix=f"p{k}")
+            intents_sent = max(1, round(rate * latency_s))
+            cpu = time.process_time() - cpu0
+            at = f"@{rate:g}/s"
+            figures += [
+                (
+                    f"paper.intent_to_decision_made_p50 {at} (intent published -> decided)",
+                    probe["decided_p50_ms"],
+                    "ms",
+                ),
+                (
+                    f"paper.intent_to_decision_made_p99 {at} (intent published -> decided)",
+                    probe["decided_p99_ms"],
+                    "ms",
+                ),
+                (f"paper.intent_to_decision_p50 {at} (-> its RunUpdate stored and received)", probe["p50_ms"], "ms"),
+                (f"paper.intent_to_decision_p99 {at} (-> its RunUpdate stored and received)", probe["p99_ms"], "ms"),
+                (f"paper.latency_rate_offered {at}", probe["rate"], "intents/s"),
+                (f"paper.hot_path_fraction {at}", (service.hot_decided - hot_before) / intents_sent, ""),
+                (f"paper.service_cpu_per_intent {at} (5 runs, stored)", cpu / intents_sent * 1e6, "us"),
+            ]
     finally:
         await stack.close()
     return figures
@@ -187,30 +207,30 @@ async def publish_raw(bus: Bus, payloads: list[bytes], ids: list[str], window: i
     await asyncio.gather(*pending)
 
 
-async def probe(url: str, rate: float, seconds: float, book_ts: int) -> dict[str, float]:
-    """Publish intents at `rate` for `seconds`; per decision, intent ts → its RunUpdate's arrival."""
+async def probe(url: str, rate: float, seconds: float, book_ts: int, prefix: str) -> dict[str, float]:
+    """Publish intents (ids `<prefix>…`) at `rate` for `seconds`; per decision of one of them, intent
+    ts → the decision's ts, and → the arrival of the RunUpdate carrying it."""
     bus = await Bus.connect(url, name="bench-probe")
     lat: list[int] = []
     decided: list[int] = []
-    when: list[int] = []
     want = 0
     dec = codec.decoder(RunUpdate)
     done = asyncio.Event()
 
     async def on_update(msg: Any) -> None:
         arrived = time.time_ns()
-        u = dec.decode(msg.data)
-        for ts, at in zip(u.decisions.intent_ts, u.decisions.ts, strict=True):
-            lat.append(arrived - ts)
-            decided.append(at - ts)
-            when.append(ts)
+        d = dec.decode(msg.data).decisions
+        for intent_id, ts, at in zip(d.intent_id, d.intent_ts, d.ts, strict=True):
+            if intent_id.startswith(prefix):
+                lat.append(arrived - ts)
+                decided.append(at - ts)
         if want and len(lat) >= want:
             done.set()
 
     await bus.nc.subscribe(subjects.PAPER_UPDATE_ALL, cb=on_update)
-    await bus.nc.flush()
+    await subscriptions_live(bus.nc)
     n = int(rate * seconds)
-    todo = intents(n, book_ts, seed=2, prefix="p")
+    todo = intents(n, book_ts, seed=2, prefix=prefix)
     t0 = time.perf_counter()
     for i, it in enumerate(todo):
         ts = time.time_ns()
@@ -226,8 +246,6 @@ async def probe(url: str, rate: float, seconds: float, book_ts: int) -> dict[str
         await asyncio.wait_for(done.wait(), 60)
     await bus.close()
     arr = np.array(lat[:want]) / 1e6
-    sec = (np.array(when[:want]) - min(when)) // 1_000_000_000
-    by_second = {int(s): round(float(np.percentile(arr[sec == s], 99)), 2) for s in np.unique(sec)}
     made = np.array(decided[:want]) / 1e6
     return {
         "p50_ms": float(np.percentile(arr, 50)),
@@ -235,7 +253,6 @@ async def probe(url: str, rate: float, seconds: float, book_ts: int) -> dict[str
         "decided_p50_ms": float(np.percentile(made, 50)),
         "decided_p99_ms": float(np.percentile(made, 99)),
         "rate": n / elapsed,
-        "p99_by_second_ms": by_second,
     }
 
 
@@ -270,8 +287,11 @@ def engine_figure(n: int = 50_000, batch: int = 512) -> tuple[str, float, str]:
     return ("paper.engine_decisions_per_s (no bus, 5 runs)", RUNS * n / (time.perf_counter() - t0), "decisions/s")
 
 
-async def floor_figures(home: Path, rate: float, seconds: float) -> list[tuple[str, float, str]]:
-    """The probe against a stand-in consumer: decode, store 5 tiny RunUpdates per batch, ack."""
+async def floor_figures(home: Path, rates: tuple[float, ...], seconds: float) -> list[tuple[str, float, str]]:
+    """The probe against two stand-ins with no paper logic, 5 tiny RunUpdates per decided batch:
+    `core` decides each intent as core NATS delivers it and sends the updates on core NATS (what
+    the hot path's transport costs by itself); `jetstream` takes intents from a durable consumer and
+    stores the updates in JetStream before acking (the JetStream path's floor)."""
     import structlog
 
     from proto.paper import DecisionColumns, RunConfig, RunSnapshot
@@ -279,61 +299,79 @@ async def floor_figures(home: Path, rate: float, seconds: float) -> list[tuple[s
 
     settings = config.load({}, home=home, http_port=0, log_level="warning")
     stack = await Stack.open(settings, with_store=False)
+    figures: list[tuple[str, float, str]] = []
     try:
         bus = await stack.connect("floor")
         cfg = RunConfig(
             run_id="floor", user_id="u", starting_micros=1, min_net_edge_micros=0, max_leg_micros=1,
             daily_cap_micros=1, settlement_delay_ns=0, started_at=0, ends_at=1,
         )  # fmt: skip
-        batches = [0]
+        steps = [0]
+
+        def updates(batch: list[Intent]) -> list[tuple[str, RunUpdate]]:
+            steps[0] += 1
+            ts = [o.ts for o in batch]
+            snap = RunSnapshot(version=steps[0], state="running", balance_micros=1)
+            cols = DecisionColumns(intent_ts=ts, ts=[now_ns()] * len(ts), intent_id=[o.id for o in batch])
+            return [
+                (subjects.paper("update", f"floor{r}"), RunUpdate(id=f"f{steps[0]}-{r}", ts=now_ns(), run=cfg,
+                                                                   snapshot=snap, decisions=cols))
+                for r in range(RUNS)
+            ]  # fmt: skip
+
+        decoder = codec.decoder(Intent)
+
+        async def on_core(msg: Any) -> None:
+            for subject, u in updates([decoder.decode(msg.data)]):
+                await bus.publish_core(subject, u)
+
+        sub = await bus.nc.subscribe(subjects.INTENT_ALL, cb=on_core)
+        await subscriptions_live(bus.nc)
+        for k, rate in enumerate(rates):
+            out = await run_probe(stack.nats_url, rate, seconds, now_ns(), prefix=f"c{k}")
+            figures.append((f"paper.latency_floor_core_p50 @{rate:g}/s (no paper logic)", out["decided_p50_ms"], "ms"))
+            figures.append((f"paper.latency_floor_core_p99 @{rate:g}/s (no paper logic)", out["decided_p99_ms"], "ms"))
+        await sub.unsubscribe()
 
         async def handler(pairs: list[tuple[Intent, int]]) -> Any:
-            batches[0] += 1
-            ts = [p[0].ts for p in pairs]
-            snap = RunSnapshot(version=batches[0], state="running", balance_micros=1)
-            decided = now_ns()
-            cols = DecisionColumns(intent_ts=ts, ts=[decided] * len(ts), id=[p[0].id for p in pairs])
-            return asyncio.gather(
-                *(
-                    bus.publish(
-                        subjects.paper("update", f"floor{r}"),
-                        RunUpdate(id=f"f{batches[0]}-{r}", ts=now_ns(), run=cfg, snapshot=snap, decisions=cols),
-                    )
-                    for r in range(RUNS)
-                )
-            )
+            return asyncio.gather(*(bus.publish(subject, u) for subject, u in updates([p[0] for p in pairs])))
 
         consumer = await OrderedConsumer(
             bus, stream=streams.INTENT.name, durable="floor", filter_subject=subjects.INTENT_ALL, kind=Intent,
             handler=handler, log=structlog.get_logger(),
         ).start()  # fmt: skip
-        probe_out = await run_probe(stack.nats_url, rate, seconds, now_ns())
+        rate = max(rates)
+        out = await run_probe(stack.nats_url, rate, seconds, now_ns(), prefix="j")
         await consumer.stop()
         await consumer.finish(1.0)
+        figures.append((f"paper.latency_floor_jetstream_p50 @{rate:g}/s (no paper logic)", out["decided_p50_ms"], "ms"))
+        figures.append((f"paper.latency_floor_jetstream_p99 @{rate:g}/s (no paper logic)", out["decided_p99_ms"], "ms"))
     finally:
         await stack.close()
-    return [
-        ("paper.latency_floor_p50 (no paper logic)", probe_out["p50_ms"], "ms"),
-        ("paper.latency_floor_p99 (no paper logic)", probe_out["p99_ms"], "ms"),
-    ]
+    return figures
 
 
-async def run_probe(url: str, rate: float, seconds: float, book_ts: int) -> dict[str, float]:
+async def run_probe(url: str, rate: float, seconds: float, book_ts: int, prefix: str) -> dict[str, float]:
     """`probe` in another process (so it does not share the measured service's event loop)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.benchmarks.paper", "--probe", url, str(rate), str(seconds), str(book_ts),
+        sys.executable, "-m", "tests.benchmarks.paper", "--probe", url, str(rate), str(seconds), str(book_ts), prefix,
         stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()},
     )  # fmt: skip
     out, _ = await proc.communicate()
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
-def run(n: int = 100_000, rate: float = 1_000.0, latency_s: float = 5.0) -> list[tuple[str, float, str]]:
+LATENCY_RATES = (250.0, 500.0, 1_000.0)
+
+
+def run(
+    n: int = 100_000, rates: tuple[float, ...] = LATENCY_RATES, latency_s: float = 5.0
+) -> list[tuple[str, float, str]]:
     """Every paper figure (for tests/benchmarks/__main__.py)."""
     figures = [engine_figure()]
     with tempfile.TemporaryDirectory() as tmp:
-        figures += asyncio.run(service_figures(Path(tmp) / "paper", n, rate, latency_s))
-        figures += asyncio.run(floor_figures(Path(tmp) / "floor", rate, latency_s))
+        figures += asyncio.run(service_figures(Path(tmp) / "paper", n, rates, latency_s))
+        figures += asyncio.run(floor_figures(Path(tmp) / "floor", rates, latency_s))
     return figures
 
 
@@ -344,8 +382,14 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--probe":
-        url, rate, seconds, book_ts = sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-        print(json.dumps(asyncio.run(probe(url, rate, seconds, book_ts))), flush=True)
+        url, rate, seconds, book_ts, prefix = (
+            sys.argv[2],
+            float(sys.argv[3]),
+            float(sys.argv[4]),
+            int(sys.argv[5]),
+            sys.argv[6],
+        )
+        print(json.dumps(asyncio.run(probe(url, rate, seconds, book_ts, prefix))), flush=True)
     else:
         from libs import log
 

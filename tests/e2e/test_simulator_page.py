@@ -6,7 +6,9 @@ and market data crossing between two venues makes detect emit an intent that pap
 trade must appear in the page's list without a reload (from the WebSocket), its detail modal must
 show the legs and fees the API reports (and that this test computes from the books and Kalshi's
 fee rule), the socket must come back after the server restarts, and the stopped run must show in
-the history with its label. Bad input (a wrong key, a negative amount) shows the API's own error.
+the history with its label. The header names the user (their id beside it), and the detail modal
+fits a 1280x720 laptop screen: status, times, P&L, fees, legs and the settle row without scrolling.
+Bad input (a wrong key, a negative amount) shows the API's own error.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ needs_chromium = pytest.mark.skipif(
 
 ADMIN_TOKEN = "page-test-admin-token-0123456789"
 WAIT_MS = 30_000
+LAPTOP = {"width": 1280, "height": 720}
+"""The viewport the trade modal must fit whole (its key rows shown without scrolling)."""
+USER_NAME = "page tester"
 """Deadline of every wait on the page (a poll, not a sleep: it returns as soon as the page matches)."""
 
 # The market: Polymarket sells YES at 0.45, Kalshi bids 0.53 for YES (so sells NO at 0.47), 100
@@ -221,7 +226,7 @@ async def test_simulator_page_end_to_end(env: Env, tmp_path: Path) -> None:
     pytest.importorskip("playwright.async_api", reason="playwright is a dev dependency: `make setup` installs it")
     from playwright.async_api import async_playwright, expect
 
-    user = await new_user(env.http, "page tester")
+    user = await new_user(env.http, USER_NAME)
     api_key = user["api_key"]
     auth = await bearer(env.http, api_key)
     label = "<b>fed</b> arb & 'night' run"  # markup in data must show as text
@@ -250,7 +255,10 @@ async def test_simulator_page_end_to_end(env: Env, tmp_path: Path) -> None:
             await tid("api-key").fill(api_key)
             await tid("signin-button").click()
             await expect(tid("app")).to_be_visible(timeout=WAIT_MS)
-            await expect(tid("whoami")).to_have_text(user["user_id"])
+            # the header names the user; the id stays at hand beside it and in the tooltip
+            await expect(tid("whoami")).to_have_text(USER_NAME, timeout=WAIT_MS)
+            await expect(tid("whoami")).to_have_attribute("title", f"user id {user['user_id']}")
+            await expect(tid("whoami-id")).to_have_text(user["user_id"])
             await expect(tid("ws-status")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
             await expect(tid("no-runs")).to_be_visible()
 
@@ -271,6 +279,8 @@ async def test_simulator_page_end_to_end(env: Env, tmp_path: Path) -> None:
             await tid("start-button").click()
             await expect(tid("active-run")).to_have_count(1, timeout=WAIT_MS)
             await expect(tid("start-error")).to_have_text("")
+            # the market has not crossed yet: detect has never reported this key, and the page says so
+            await expect(tid("start-warning")).to_contain_text(f"{OPPORTUNITY_KEY!r} has never been seen by detect")
             active = tid("active-run")
             run_id = await active.get_attribute("data-run-id")
             assert run_id
@@ -360,9 +370,49 @@ async def test_simulator_page_end_to_end(env: Env, tmp_path: Path) -> None:
             await expect(tid("status-pnl")).to_have_text(f"+${float(PNL):.2f}", timeout=WAIT_MS)
             await expect(tid("status-balance")).to_have_text(f"${STARTING_USD + float(PNL):,.2f}", timeout=WAIT_MS)
 
+            # on a 1280x720 laptop screen the settled trade's modal shows its key rows without scrolling
+            await stored(
+                env.http,
+                f"/simulator/trades/{trade_id}",
+                auth,
+                lambda body: [b["kind"] for b in body["balance_changes"]] == ["fill", "settle"],
+            )
+            await page.set_viewport_size(LAPTOP)
+            await row.click()
+            await expect(modal).to_have_attribute("data-state", "loaded", timeout=WAIT_MS)
+            await expect(modal.get_by_test_id("trade-field-status")).to_have_text("settled")
+            balance_rows = modal.get_by_test_id("balance-row")
+            await expect(balance_rows).to_have_count(2)
+            await expect(balance_rows.nth(0)).to_have_attribute("data-kind", "fill")
+            settle = balance_rows.nth(1)
+            await expect(settle).to_have_attribute("data-kind", "settle")
+            # settling credits the payout ($1 a pair); the run's cash and P&L after it
+            assert money(await settle.get_by_test_id("balance-amount").inner_text()) == float(SIZE)
+            assert money(await settle.get_by_test_id("balance-balance").inner_text()) == STARTING_USD + float(PNL)
+            assert money(await settle.get_by_test_id("balance-pnl").inner_text()) == float(PNL)
+            key_rows = {
+                name: modal.get_by_test_id(f"trade-field-{name}")
+                for name in ("status", "executed_at", "settled_at", "pnl_usd", "fees_usd", "cost_usd", "payout_usd")
+            }
+            key_rows |= {f"leg {i}": legs.nth(i) for i in range(2)}
+            key_rows |= {"settle row": settle, "check list": modal.get_by_test_id("trade-checks-scroll")}
+            for name, node in key_rows.items():
+                box = await node.bounding_box()
+                assert box is not None, f"{name} is not shown"
+                assert box["y"] >= 0 and box["y"] + box["height"] <= LAPTOP["height"], (name, box)
+                assert box["x"] >= 0 and box["x"] + box["width"] <= LAPTOP["width"], (name, box)
+            scroll = await modal.evaluate(
+                "d => ({top: d.scrollTop, height: d.scrollHeight, client: d.clientHeight, page: window.scrollY})"
+            )
+            assert scroll["top"] == 0 and scroll["height"] <= scroll["client"], f"the modal itself scrolls: {scroll}"
+            await tid("trade-modal-close").click()
+            await expect(modal).to_be_hidden()
+            await page.set_viewport_size({"width": 1400, "height": 1000})
+
             # the token survives a reload (sessionStorage); the key does not need to be typed again
             await page.reload()
             await expect(tid("app")).to_be_visible(timeout=WAIT_MS)
+            await expect(tid("whoami")).to_have_text(USER_NAME, timeout=WAIT_MS)
             await expect(tid("trade-row")).to_have_count(1, timeout=WAIT_MS)
             await expect(tid("ws-status")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
 

@@ -10,9 +10,14 @@ import msgspec
 from libs.bus import Bus, PullConsumer
 from libs.bus.admin import wait_idle
 from libs.config import Settings
-from proto import streams, subjects
+from libs.ids import now_ns
+from proto import codec, streams, subjects
 from proto.events import BookBatch, Intent, Opportunity
+from proto.paper import PaperReply, StartRequest, StartRun
+from services.demo import RECORDERS
+from services.detect.service import OpenOpportunity
 from services.ingest.service import synced
+from services.paper.service import INTENT_DURABLE, OPP_DURABLE
 from services.runtime import Stack
 from tests import factories
 
@@ -175,6 +180,139 @@ async def test_edge_below_threshold_opens_but_sends_no_intent(settings: Settings
     assert [o.status for o in opps] == ["opened"]
     assert opps[0].net_edge_per_contract_micros < 50_000
     assert intents == []
+
+
+def _xarb_edge_per_contract(poly_yes_ask: Fraction, kalshi_yes_bid: Fraction, size: int) -> int:
+    """Independently: `size` YES at the Polymarket ask (no fee) + `size` NO on Kalshi at 1 - its YES bid,
+    Kalshi's fee ceil(0.07 x C x P(1-P)) to the cent; the pair pays $1; per contract, floored, in micros."""
+    no_px = 1 - kalshi_yes_bid
+    net_micros = size * 1_000_000 - int(size * (poly_yes_ask + no_px) * 1_000_000)
+    net_micros -= _ceil_cents_micros(Fraction(7, 100) * size * no_px * (1 - no_px))
+    return net_micros // size
+
+
+async def test_an_intent_per_improvement_of_the_edge_and_again_after_a_re_arm(settings: Settings) -> None:
+    """Intents fire at each better edge (so a stricter user sees it), not once per crossing of detect's minimum."""
+    settings = msgspec.structs.replace(settings, min_edge_cents=3.0)
+    ask = Fraction(45, 100)  # Polymarket YES ask throughout; Kalshi's YES bid moves
+    steps = [  # (Kalshi YES bid in cents, size on both venues)
+        (50, 100),  # crosses at E1 -> intent 1
+        (52, 100),  # E2 > E1 -> intent 2
+        (51, 100),  # worse, still above -> none
+        (52, 300),  # back to E2 with more size: same edge as the last intent -> none
+        (48, 100),  # open but below 3c -> none, re-arms
+        (50, 100),  # crosses again at E1 < E2 -> intent 3
+        (52, 102),  # E3 > E1 (Kalshi's fee rounds up to the cent: a little under E2) -> intent 4
+        (52, 101),  # better by a fee-rounding wiggle, inside the same 0.01c -> none
+        (44, 100),  # gone
+    ]
+    books = [
+        b
+        for i, (bid, size) in enumerate(steps)
+        for b in synced(
+            f"s{i}",
+            book("polymarket", T + i, 4_300, 4_500, size=size),
+            book("kalshi", T + i, bid * 100, bid * 100 + 200, size=size),
+        )
+    ]
+    edges = [_xarb_edge_per_contract(ask, Fraction(bid, 100), size) for bid, size in steps[:-1]]
+    e1, e2, worse, e2_deeper, below, e1_again, e3, wiggle = edges
+    assert (e1, e2, worse, e2_deeper, below, e1_again) == (32_500, 52_500, 42_500, 52_500, 12_500, 32_500)
+    assert (e3, wiggle) == (52_450, 52_475)
+    assert e2 > worse >= 30_000 > below > 0 and e3 < wiggle and e3 // 100 == wiggle // 100  # tests what it says
+
+    opps, intents = await run_detect(settings, books)
+    assert [o.status for o in opps] == ["opened", *["updated"] * 7, "closed"]
+    assert [(o.size, o.net_edge_per_contract_micros) for o in opps[:-1]] == [
+        (size, e) for (_, size), e in zip(steps[:-1], edges, strict=True)
+    ]
+    assert len({o.opportunity_id for o in opps}) == 1
+    sent = [(i.net_edge_per_contract_micros, i.size, i.book_ts) for i in intents]
+    assert sent == [(e1, 100, T), (e2, 100, T + 1), (e1, 100, T + 5), (e3, 102, T + 6)]
+    assert {i.opportunity_id for i in intents} == {opps[0].opportunity_id}
+    assert len({i.id for i in intents}) == 4
+    assert intents[1].net_edge_micros == 100 * e2  # E2 divides evenly: the whole quote, not the first one's
+
+
+async def test_a_run_stricter_than_detect_takes_the_later_better_intent(settings: Settings) -> None:
+    """The point of an intent per improvement: with detect at 0.5c, a paper run asking 4c skips the
+    crossing's first intent (3.25c) and takes the same opportunity's better one (5.25c)."""
+    settings = msgspec.structs.replace(
+        settings, min_edge_cents=0.5, paper_default_run=False, paper_settlement_delay_s=0.5, nats_url=None
+    )
+    stack = await Stack.open(settings)
+    try:
+        for name in ("recorder", "paper", "detect"):
+            await stack.start(name)
+        bus = await stack.connect("test")
+        start = StartRun(
+            user_id="u1",
+            request=StartRequest(starting_usd=1_000.0, label="strict"),
+            min_net_edge_micros=40_000,
+            max_leg_micros=1_000_000_000,
+            daily_cap_micros=5_000_000_000,
+        )
+        msg = await bus.nc.request("svc.paper.start", codec.encode(start), timeout=10)
+        reply = codec.decode(msg.data, PaperReply)
+        assert reply.status == 201, reply.detail
+        run_id = reply.runs[0].run_id
+        t0 = now_ns() - 10 * 1_000_000_000  # fresh enough for paper's book-age check
+        for t, bid in ((t0, 5_000), (t0 + 1_000_000_000, 5_200)):  # Kalshi's YES bid 0.50, then 0.52
+            for b in synced(f"g{t}", book("polymarket", t, 4_300, 4_500), book("kalshi", t, bid, bid + 200)):
+                await bus.publish(subjects.book(b.venue, "EVT"), b)
+        assert await wait_idle(bus, [(streams.MD.name, "detect")], timeout_s=20)
+        intents = await read_all(bus, streams.INTENT.name, Intent)
+        paper = [(streams.INTENT.name, INTENT_DURABLE), (streams.OPP.name, OPP_DURABLE)]
+        assert await wait_idle(bus, paper, timeout_s=30)
+        assert await wait_idle(bus, RECORDERS, timeout_s=30)
+        decided = stack.store.query_df(
+            "SELECT intent_id, reason, taken FROM {db}.decisions FINAL "
+            "WHERE run_id = {r:String} AND decision_source = 'intent'",
+            {"r": run_id},
+        ).rows()
+    finally:
+        await stack.close()
+    e1 = _xarb_edge_per_contract(Fraction(45, 100), Fraction(50, 100), 100)
+    e2 = _xarb_edge_per_contract(Fraction(45, 100), Fraction(52, 100), 100)
+    assert e1 < 40_000 <= e2
+    assert [i.net_edge_per_contract_micros for i in intents] == [e1, e2]
+    assert intents[0].opportunity_id == intents[1].opportunity_id
+    first, better = intents
+    assert sorted(decided) == sorted([(first.id, "min_net_edge", False), (better.id, "taken", True)])
+
+
+def test_the_intent_rule_re_sends_at_each_new_hundredth_of_a_cent_and_re_arms_below() -> None:
+    """The rule on its own, to the micro-dollar: fee-rounding wiggles inside one 0.01c send nothing,
+    reaching a new 0.01c sends even by 1 micro, worse sends nothing, below re-arms."""
+    opp = OpenOpportunity(opportunity_id="o", opened_at=T, quote=None)  # type: ignore[arg-type]
+    steps = [  # (per-contract edge in micros, sent?) with detect's minimum at 5_000 (0.5c)
+        (4_999, False),  # below
+        (5_000, True),  # crosses
+        (5_000, False),  # same edge
+        (5_099, False),  # better, but still 0.50c: a fee-rounding wiggle
+        (5_100, True),  # reaches 0.51c (1 micro more than the last edge seen)
+        (6_853, True),
+        (6_873, False),  # the demo's synthetic market as its book deepened
+        (6_874, False),
+        (6_900, True),  # reaches 0.69c
+        (5_500, False),  # worse, still above
+        (4_999, False),  # below: re-arms
+        (5_000, True),  # the next crossing sends, though smaller than the last intent's
+    ]
+    got = []
+    for edge, _ in steps:
+        sent = opp.wants_intent(edge, min_edge=5_000)
+        if sent:
+            opp.intent_edge = edge
+        got.append(sent)
+    assert got == [sent for _, sent in steps]
+    assert opp.intent_edge == 5_000
+    # a user minimum that is a whole hundredth of a cent above the last intent's edge always gets an intent
+    for last in range(5_000, 5_400, 7):
+        for user_min in range(last + 1, 5_500):
+            if user_min % 100 == 0:
+                opp.intent_edge = last
+                assert opp.wants_intent(user_min, min_edge=5_000), (last, user_min)
 
 
 MAPPING = """

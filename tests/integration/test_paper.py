@@ -174,7 +174,7 @@ async def test_intents_become_decisions_trades_and_balance_changes_in_clickhouse
     assert by_run[(a, "I2")][6] == "net edge 0.40c/contract < minimum 0.50c"
     assert by_run[(a, "I2")][4] == CHECK_BIT["has_orders"] | CHECK_BIT["hedged_pair"] | CHECK_BIT["min_net_edge"]
     assert by_run[(a, "I1")][5] == sum(CHECK_BIT.values()) and by_run[(a, "I1")][8] == f"{a}:I1:T"
-    assert len(CHECKS) == 11
+    assert len(CHECKS) == 12
     trades = st.query_df(
         "SELECT id, run_id, matched_size, cost_micros, fee_micros, payout_micros, pnl_micros, user_id "
         "FROM {db}.paper_trades FINAL ORDER BY id"

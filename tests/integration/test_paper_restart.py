@@ -14,8 +14,8 @@ from nats.js.errors import NotFoundError
 from libs.bus.admin import wait_idle
 from libs.config import Settings
 from libs.ids import now_ns
-from proto import streams, subjects
-from proto.paper import StopRun, UserQuery
+from proto import codec, streams, subjects
+from proto.paper import RunUpdate, StopRun, UserQuery
 from services.demo import RECORDERS
 from services.paper.intake import LAST_UPDATES_REJECTED
 from services.paper.service import INTENT_DURABLE
@@ -24,6 +24,31 @@ from tests.integration.test_paper import PAPER, intent, publish_books, start_req
 from tests.unit.test_paper_engine import NO_ASKS, POLY_ASKS, cost, kalshi_fee, take
 
 S = 1_000_000_000
+
+
+async def assert_each_decided_once(stack: Stack, bus: Any, runs: list[Any], intents: list[Any]) -> None:
+    """Every run (user u1, $10,000) decided every intent exactly once, took those at or above the
+    0.5c minimum (150 contracts at the test books each, P&L worked out by hand), and its stored
+    balance, decision and trade counts say so once everything has settled."""
+    taken_n = sum(1 for it in intents if it.net_edge_per_contract_micros >= 5_000)
+    leg0, leg1 = take(POLY_ASKS, 150, 4_100), take(NO_ASKS, 150, 5_600)
+    pnl = 150_000_000 - (cost(leg0) + cost(leg1) + kalshi_fee(leg1))
+
+    async def settled() -> bool:
+        views = (await svc(bus, "active", UserQuery(user_id="u1"))).runs
+        return len(views) == len(runs) and all(v.trade_count == taken_n and v.unsettled_usd == 0 for v in views)
+
+    await until(settled, timeout_s=30)
+    assert await wait_idle(bus, RECORDERS, timeout_s=60)
+    st = stack.store
+    want = sorted(it.id for it in intents)
+    for run in runs:
+        where = f"WHERE run_id = '{run.run_id}'"
+        got = st.query_df(f"SELECT intent_id, count() FROM {{db}}.decisions {where} GROUP BY 1 ORDER BY 1").rows()
+        assert [g[0] for g in got] == want  # every intent decided by every run ...
+        assert all(g[1] == 1 for g in got)  # ... exactly once
+        last = st.query_df(f"SELECT balance_micros, decisions, trades FROM {{db}}.paper_runs FINAL {where}").row(0)
+        assert last == (10_000_000_000 + taken_n * pnl, len(intents), taken_n)
 
 
 async def test_restart_mid_run_decides_every_intent_once_and_settles_once(settings: Settings) -> None:
@@ -145,8 +170,11 @@ async def test_restart_while_a_backlog_is_in_hand_decides_every_intent_exactly_o
     """The service is stopped while it holds a queue of fetched, undecided intents (a slowed handler);
     more intents arrive while it is down. The next instance must decide the ones the first fetched
     and never stored before moving on (a reused durable would hand out the new ones first, the runs
-    would move past the gap, and acking everything up to a batch's last message would lose it)."""
-    s = msgspec.structs.replace(settings, paper_default_run=False, paper_settlement_delay_s=0.2, ack_wait_s=3.0)
+    would move past the gap, and acking everything up to a batch's last message would lose it). The
+    JetStream path alone (MT_PAPER_HOT_PATH off): the hot path would decide the queue at once."""
+    s = msgspec.structs.replace(
+        settings, paper_default_run=False, paper_settlement_delay_s=0.2, ack_wait_s=3.0, paper_hot_path=False
+    )
     stack = await Stack.open(s)
     try:
         await stack.start("recorder")
@@ -174,26 +202,41 @@ async def test_restart_while_a_backlog_is_in_hand_decides_every_intent_exactly_o
         await bus.publish_many((subjects.intent("xarb"), it) for it in later)
         await stack.start("paper")
         assert await wait_idle(bus, PAPER, timeout_s=60)
-        intents = first + later
-        taken_n = sum(1 for it in intents if it.net_edge_per_contract_micros >= 5_000)
-        leg0, leg1 = take(POLY_ASKS, 150, 4_100), take(NO_ASKS, 150, 5_600)
-        pnl = 150_000_000 - (cost(leg0) + cost(leg1) + kalshi_fee(leg1))
+        await assert_each_decided_once(stack, bus, runs, first + later)
+    finally:
+        await stack.close()
 
-        async def settled() -> bool:
-            views = (await svc(bus, "active", UserQuery(user_id="u1"))).runs
-            return len(views) == 2 and all(v.trade_count == taken_n and v.unsettled_usd == 0 for v in views)
 
-        await until(settled, timeout_s=30)
-        assert await wait_idle(bus, RECORDERS, timeout_s=60)
-        st = stack.store
-        want = sorted(it.id for it in intents)
-        for run in runs:
-            where = f"WHERE run_id = '{run.run_id}'"
-            got = st.query_df(f"SELECT intent_id, count() FROM {{db}}.decisions {where} GROUP BY 1 ORDER BY 1").rows()
-            assert [g[0] for g in got] == want  # every intent decided by every run ...
-            assert all(g[1] == 1 for g in got)  # ... exactly once
-            last = st.query_df(f"SELECT balance_micros, decisions, trades FROM {{db}}.paper_runs FINAL {where}").row(0)
-            assert last == (10_000_000_000 + taken_n * pnl, len(intents), taken_n)
+async def test_hot_path_decisions_are_not_repeated_when_jetstream_redelivers_them(settings: Settings) -> None:
+    """The hot path decides intents as core NATS delivers them; the service stops before its intent
+    consumer has reached their JetStream copies (held back here), so nothing is acked. The next
+    instance gets every one of them again from JetStream, plus those published while it was down:
+    the runs skip what their stored snapshots list as decided ahead, and decide the rest, once."""
+    s = msgspec.structs.replace(settings, paper_default_run=False, paper_settlement_delay_s=0.2)
+    stack = await Stack.open(s)
+    try:
+        await stack.start("recorder")
+        paper: Any = await stack.start("paper")
+        bus = await stack.connect("test")
+        runs = [(await svc(bus, "start", start_req(label=f"r{i}", starting_usd=10_000.0))).runs[0] for i in range(2)]
+        t = now_ns() - 10 * S
+        await publish_books(bus, t)
+        paper.consumers[0].linger = lambda: 3600.0  # JetStream's copies wait: only the hot path decides
+        hot = [intent(f"H{i:03d}", t, edge=40_000 if i % 10 == 0 else 1_000) for i in range(60)]
+        await bus.publish_many((subjects.intent("xarb"), it) for it in hot)
+        await until(lambda: paper.hot_decided >= len(hot), timeout_s=30)
+        live = [paper.runs[r.run_id] for r in runs]
+        await until(lambda: all(r.stored == r.queued for r in live), timeout_s=30)
+        assert all(set(r.snap.ahead) == {it.id for it in hot} for r in live)  # decided, JetStream not reached
+        info = await bus.js.consumer_info(streams.INTENT.name, INTENT_DURABLE)
+        assert info.ack_floor.stream_seq == 0  # nothing acked: all of them come again
+        await stack.stop_service("paper")
+        down = [intent(f"D{i:03d}", t, edge=40_000 if i % 5 == 0 else 1_000) for i in range(20)]
+        await bus.publish_many((subjects.intent("xarb"), it) for it in down)
+        paper = await stack.start("paper")
+        assert await wait_idle(bus, PAPER, timeout_s=60)
+        await assert_each_decided_once(stack, bus, runs, hot + down)
+        assert all(not paper.runs[r.run_id].snap.ahead for r in runs)  # every JetStream copy reached
     finally:
         await stack.close()
 
@@ -207,7 +250,7 @@ async def test_a_quiet_run_resumes_after_paper_discarded_its_last_update(setting
     try:
         bus = await stack.connect("test")
         cfg = (await bus.js.stream_info(streams.PAPER.name)).config
-        cfg.max_bytes = 200_000  # stands in for 4 GiB filled by busy runs
+        cfg.max_bytes = 40_000  # stands in for 4 GiB filled by busy runs (their updates are grouped: 20 ms each)
         await bus.js.update_stream(cfg)
         await stack.start("paper")
         quiet = (await svc(bus, "start", start_req("u1", label="quiet", opportunity_keys=["rare"]))).runs[0]
@@ -234,5 +277,39 @@ async def test_a_quiet_run_resumes_after_paper_discarded_its_last_update(setting
         await bus.publish(subjects.intent("xarb"), intent("R0", t, key="rare"))
         await until(lambda: paper.runs[quiet.run_id].snap.decisions == 1, timeout_s=20)  # type: ignore[attr-defined]
         assert paper.runs[quiet.run_id].snap.taken == 1  # type: ignore[attr-defined]
+    finally:
+        await stack.close()
+
+
+async def test_a_restart_writes_again_a_paperstate_copy_the_last_instance_did_not(settings: Settings) -> None:
+    """PAPERSTATE's copy is written at most once a second; a service killed in that second leaves it
+    older than PAPER's last update (here: removed). The next instance resumes from PAPER and writes
+    the copy again, so the run survives PAPER discarding that update later. A stop is written
+    through at once."""
+    s = msgspec.structs.replace(settings, paper_default_run=False)
+    stack = await Stack.open(s)
+    try:
+        paper: Any = await stack.start("paper")
+        bus = await stack.connect("test")
+        run = (await svc(bus, "start", start_req(label="kept"))).runs[0]
+        state = f"paperstate.{run.run_id}"
+        await until(lambda: not paper.committer._unsaved)
+        await bus.js.purge_stream(streams.PAPERSTATE.name, subject=state)  # as if never written
+        with pytest.raises(NotFoundError):
+            await bus.js.get_last_msg(streams.PAPERSTATE.name, state)
+        await stack.stop_service("paper")
+        paper = await stack.start("paper")
+
+        async def copied() -> bool:
+            try:
+                msg = await bus.js.get_last_msg(streams.PAPERSTATE.name, state)
+            except NotFoundError:
+                return False
+            return codec.decode(msg.data, RunUpdate).snapshot.state == "running"
+
+        await until(copied, timeout_s=10)
+        assert (await svc(bus, "stop", StopRun(user_id="u1", run_id=run.run_id))).status == 200
+        msg = await bus.js.get_last_msg(streams.PAPERSTATE.name, state)  # written through with the stop
+        assert codec.decode(msg.data, RunUpdate).snapshot.stop_reason == "requested"
     finally:
         await stack.close()

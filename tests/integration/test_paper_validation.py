@@ -95,7 +95,7 @@ def pair(id: str, t: int, token: str = TOKEN, ticker: str = TICKER, size: int = 
     return factories._with(
         factories.intent(id),
         {"legs": legs, "size": size, "ts": now_ns(), "book_ts": t, "net_edge_per_contract_micros": 40_000,
-         "opportunity_key": id, "strategy": "xarb"},
+         "opportunity_key": id, "opportunity_id": f"opp-{id}", "strategy": "xarb"},
     )  # fmt: skip
 
 

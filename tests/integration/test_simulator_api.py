@@ -25,12 +25,11 @@ from libs.bus import Bus
 from libs.bus.admin import wait_idle
 from libs.bus.server import free_port
 from libs.ids import now_ns
-from libs.paper.views import decision_views, run_view
+from libs.paper.views import CHECK_RUN_ORDER, decision_views, run_view
 from proto import codec, streams, subjects
 from proto.events import Intent, Leg, LegFill, Opportunity, PaperTrade
 from proto.paper import (
     CHECK_BIT,
-    CHECKS,
     BalanceChange,
     DecisionColumns,
     PaperReply,
@@ -52,7 +51,7 @@ R = NOW - 10 * H  # the success-span report's window is [R, R + 1 h] (market tim
 W = R + 3 * H  # a second window, [W, W + 1 h], for what comes after `to`
 ADMIN = "admin-token-for-simulator-tests"
 ALL_CHECKS = sum(CHECK_BIT.values())
-UP_TO_DAILY_CAP = sum(CHECK_BIT[c] for c in CHECKS[: CHECKS.index("daily_cap") + 1])
+UP_TO_DAILY_CAP = sum(CHECK_BIT[c] for c in CHECK_RUN_ORDER[: CHECK_RUN_ORDER.index("daily_cap") + 1])
 
 
 def iso(ns: int) -> str:
@@ -583,7 +582,7 @@ async def test_trade_detail_has_its_decision_intent_and_cash(world: World) -> No
     assert body["trade"]["trade_id"] == "tA1" and body["trade"]["run_id"] == "rA1"
     d = body["decision"]
     assert d["decision_id"] == "rA1:iA1" and d["taken"] is True and d["trade_id"] == "tA1"
-    assert [c["name"] for c in d["checks"]] == list(CHECKS) and all(c["passed"] for c in d["checks"])
+    assert [c["name"] for c in d["checks"]] == list(CHECK_RUN_ORDER) and all(c["passed"] for c in d["checks"])
     i = body["intent"]
     assert (i["intent_id"], i["opportunity_id"], i["net_edge_cents"], i["net_edge_usd"]) == ("iA1", "oX", 4.0, 0.4)
     assert [(x["venue"], x["limit_price"], x["size"]) for x in i["legs"]] == [
@@ -948,6 +947,8 @@ async def test_start_status_stop_through_the_paper_service(paper: World) -> None
     run = r.json()["run"]
     rid = run["run_id"]
     assert (run["status"], run["label"], run["notes"], run["opportunity_keys"]) == ("running", "live one", "n", ["K9"])
+    (warning,) = r.json()["warnings"]  # K1 and K2 are known (their opportunities are stored), K9 is not
+    assert "'K9' has never been seen by detect" in warning
     assert (run["starting_usd"], run["balance_usd"], run["pnl_usd"], run["trade_count"]) == (250.0, 250.0, 0.0, 0)
     assert run["duration_minutes"] == 30.0
     # the user's profile thresholds went with the request
@@ -1029,8 +1030,11 @@ async def test_disabling_a_user_stops_their_active_runs(paper: World) -> None:
     dora, hdr = await make_user(w.http, "dora")
     started = []
     for i in range(2):
-        r = await w.http.post("/simulator/start", json={"starting_usd": 20 + i, "label": f"d{i}"}, headers=hdr)
+        keys = ["K1", "K2"] if i else []
+        body = {"starting_usd": 20 + i, "label": f"d{i}", "opportunity_keys": keys}
+        r = await w.http.post("/simulator/start", json=body, headers=hdr)
         assert r.status_code == 201, r.text
+        assert r.json()["warnings"] == []  # no keys (every opportunity), or keys detect has reported
         started.append(r.json()["run"]["run_id"])
 
     async def active_of(user: str) -> list[str]:
@@ -1043,6 +1047,8 @@ async def test_disabling_a_user_stops_their_active_runs(paper: World) -> None:
     body = r.json()
     assert body["disabled"] is True and sorted(body["stopped_runs"]) == sorted(started) and body["stop_error"] is None
     assert await active_of(dora) == []  # stopped at once, not at their duration
+    paper_svc: Any = w.stack.running["paper"]
+    assert {paper_svc.runs[r].snap.stop_reason for r in started} == {"disabled"}  # not "requested" by the user
     assert (await w.http.get("/simulator/active", headers=hdr)).status_code == 401
     # a second disable finds nothing left to stop
     r = await w.http.patch(f"/admin/users/{dora}", json={"disabled": True}, headers=admin)

@@ -20,6 +20,7 @@ from libs.fees import kalshi_fee_model, polymarket_fee_model
 from libs.paper import engine as eng_mod
 from libs.paper.books import BookHistory, MarketFacts
 from libs.paper.engine import Engine, EngineSettings, RunLimits, RunOutcome
+from libs.paper.views import CHECK_RUN_ORDER, checks_of
 from proto.events import BookBatch, Intent, Leg, Opportunity
 from proto.paper import CHECK_BIT, CHECKS
 from tests import factories
@@ -122,10 +123,11 @@ def engine(validation: str = "bus", extra: list[BookBatch] = (), facts: MarketFa
 def intent(
     id: str = "I1", size: int = 150, edge: int = 40_000, yes: int = 4_100, no: int = 5_600, **kw: object
 ) -> Intent:
+    """A hedged FED intent; its own opportunity (`O-<id>`) unless `opportunity_id` is given."""
     it = factories.hedged_intent(
         id, "FED", yes_limit=yes, no_limit=no, size=size, edge_per_contract=edge, book_ts=T, ts=T + 2 * MS
     )
-    return factories._with(it, kw) if kw else it
+    return factories._with(it, {"opportunity_id": f"O-{id}"} | kw)
 
 
 def run(**kw: object) -> RunLimits:
@@ -153,6 +155,24 @@ def bits(names: list[str]) -> int:
     return sum(CHECK_BIT[n] for n in names)
 
 
+RUN_ORDER = [
+    "has_orders", "hedged_pair", "min_net_edge", "untraded_opportunity", "instrument_ids", "exchange_keys",
+    "exchange_validation", "max_leg", "balance", "daily_cap", "liquidity", "fill_edge",
+]  # fmt: skip
+"""The order the checks run in (written out here; CHECKS fixes the bits: untraded_opportunity is bit 11)."""
+SPAN_CHECKS = [c for c in RUN_ORDER if c != "untraded_opportunity"]
+"""What a success-span start runs (it never trades, so one trade per opportunity does not apply)."""
+
+
+def test_the_check_bits_keep_their_positions_and_the_run_order_moves_only_the_new_check() -> None:
+    assert CHECKS[:11] == (
+        "has_orders", "hedged_pair", "min_net_edge", "instrument_ids", "exchange_keys", "exchange_validation",
+        "max_leg", "balance", "daily_cap", "liquidity", "fill_edge",
+    )  # fmt: skip
+    assert CHECK_BIT["untraded_opportunity"] == 2048 and sorted(CHECKS) == sorted(RUN_ORDER)
+    assert list(CHECK_RUN_ORDER) == RUN_ORDER
+
+
 # -- taken ---------------------------------------------------------------------------------------
 
 
@@ -165,7 +185,7 @@ def test_a_taken_pair_fills_level_by_level_with_exact_fees_and_pnl() -> None:
     total = cost(leg0) + cost(leg1) + fee0 + fee1
     d = out.decisions
     assert d.reason == ["taken"] and d.taken == [True] and d.id == ["R:I1"] and d.trade_id == ["R:I1:T"]
-    assert d.checks_run == [bits(list(CHECKS))] and d.checks_passed == d.checks_run
+    assert d.checks_run == [bits(list(CHECKS))] == [(1 << 12) - 1] and d.checks_passed == d.checks_run
     assert d.size == [150] and d.source == ["intent"] and d.intent_id == ["I1"] and d.ts == [NOW]
     (t,) = out.trades
     assert (t.requested_size, t.matched_size, t.fill_pct, t.broken, t.unhedged_size) == (150, 150, 100.0, False, 0)
@@ -178,7 +198,7 @@ def test_a_taken_pair_fills_level_by_level_with_exact_fees_and_pnl() -> None:
     assert t.legs[0].book_ts == T and t.legs[1].book_ts == T
     assert t.executed_at == NOW + 50 * MS and t.legs[1].executed_at == NOW + 70 * MS
     assert t.settled_at == t.executed_at + 2 * S
-    assert (t.user_id, t.opportunity_id, t.net_edge_per_contract_micros) == ("u1", "O", 40_000)
+    assert (t.user_id, t.opportunity_id, t.net_edge_per_contract_micros) == ("u1", "O-I1", 40_000)
     assert out.balance_micros == 10_000_000_000 - total
     assert out.spent_by_day == {T // DAY: total}
     assert (out.taken, out.fees_micros, out.broken) == (1, fee0 + fee1, 0)
@@ -284,9 +304,13 @@ def test_each_check_fails_with_its_reason_detail_and_masks(
     d = out.decisions
     assert d.reason == [reason] and d.taken == [False] and d.trade_id == [""] and not out.trades
     assert detail in d.detail[0], d.detail[0]
-    k = CHECKS.index(reason)
-    assert d.checks_run == [bits(list(CHECKS[: k + 1]))]
-    assert d.checks_passed == [bits(list(CHECKS[:k]))]
+    k = RUN_ORDER.index(reason)
+    assert d.checks_run == [bits(RUN_ORDER[: k + 1])]
+    assert d.checks_passed == [bits(RUN_ORDER[:k])]
+    assert [(c.name, c.passed) for c in checks_of(d.checks_run[0], d.checks_passed[0], d.detail[0])] == [
+        *((c, True) for c in RUN_ORDER[:k]),
+        (reason, False),
+    ]
     assert out.balance_micros == run(**run_changes).balance_micros  # nothing spent
 
 
@@ -311,7 +335,7 @@ def test_liquidity_fails_when_the_first_leg_has_no_depth_and_validation_is_off()
     (out,) = decide(e, [intent(yes=3_900)], [run()])
     assert out.decisions.reason == ["liquidity"]
     assert "leg 0 polymarket YES: no depth at or below the limit 0.3900" in out.decisions.detail[0]
-    assert out.decisions.checks_passed == [bits(list(CHECKS[: CHECKS.index("liquidity")]))]
+    assert out.decisions.checks_passed == [bits(RUN_ORDER[: RUN_ORDER.index("liquidity")])]
 
 
 def test_a_closed_market_fails_exchange_validation_naming_its_status() -> None:
@@ -404,9 +428,119 @@ def test_a_success_span_start_runs_the_checks_but_never_fills() -> None:
     d = out.decisions
     assert d.id == ["R:span:OPP-7", "R:span:OPP-8"] and d.source == ["success_span"] * 2
     assert d.reason == ["eligible", "min_net_edge"] and d.taken == [False, False] and d.intent_id == ["", ""]
-    assert d.checks_passed[0] == bits(list(CHECKS)) and "eligible: 150 of 150 pairs fillable" in d.detail[0]
+    assert d.checks_run[0] == d.checks_passed[0] == bits(SPAN_CHECKS)
+    assert "eligible: 150 of 150 pairs fillable" in d.detail[0]
     assert not out.trades and out.balance_micros == 10_000_000_000 and out.spent_by_day == {}
     assert isinstance(opp, Opportunity)
+
+
+# -- one trade per opportunity opening --------------------------------------------------------------
+
+_FILLS = take(POLY_ASKS, 150, 4_100), take(NO_ASKS, 150, 5_600)
+SPEND = cost(_FILLS[0]) + cost(_FILLS[1]) + poly_fee(_FILLS[0]) + kalshi_fee(_FILLS[1])
+"""Cost + fees of one full 150-pair trade on the test market (the books never change: paper fills do
+not consume them, which is why a second trade of the same opening would count them twice)."""
+
+
+def already(opp: str, ts: int) -> str:
+    iso = f"2025-12-06T05:46:40.{(ts - T) // 1_000:06d}Z"  # T is 05:46:40 UTC exactly
+    return (
+        f"opportunity {opp} already traded by this run by its intent of {iso} "
+        "(one trade per opportunity: a better intent of the same opening would count its book twice)"
+    )
+
+
+def test_a_better_intent_of_an_opportunity_already_traded_in_the_batch_is_skipped() -> None:
+    first = intent("A", opportunity_id="OPEN-1", ts=T + 2 * MS)
+    better = intent("B", opportunity_id="OPEN-1", edge=41_000, ts=T + 3 * MS)
+    (out,) = decide(engine(), [first, better], [run()])
+    d = out.decisions
+    assert d.reason == ["taken", "untraded_opportunity"] and d.taken == [True, False]
+    assert d.detail[1] == already("OPEN-1", T + 2 * MS)
+    assert d.trade_id == ["R:A:T", ""] and [t.intent_id for t in out.trades] == ["A"]
+    k = RUN_ORDER.index("untraded_opportunity")
+    assert d.checks_run[1] == bits(RUN_ORDER[: k + 1]) and d.checks_passed[1] == bits(RUN_ORDER[:k])
+    assert d.size[1] == 0  # max_leg never reached
+    assert out.balance_micros == 10_000_000_000 - SPEND and out.spent_by_day == {T // DAY: SPEND}
+    assert out.traded == {"OPEN-1": T + 2 * MS} and out.taken == 1
+
+
+def test_an_opportunity_traded_in_an_earlier_batch_is_skipped_via_the_runs_traded_ids() -> None:
+    e = engine()
+    (one,) = decide(e, [intent("A", opportunity_id="OPEN-1", ts=T + 2 * MS)], [run()])
+    assert one.decisions.reason == ["taken"] and one.traded == {"OPEN-1": T + 2 * MS}
+    later = [intent("B", opportunity_id="OPEN-1", edge=60_000, ts=T + 9 * MS), intent("C", opportunity_id="OPEN-2")]
+    (two,) = decide(e, later, [run(traded=one.traded, balance_micros=one.balance_micros)])
+    assert two.decisions.reason == ["untraded_opportunity", "taken"]
+    assert two.decisions.detail[0] == already("OPEN-1", T + 2 * MS)
+    assert two.traded == {"OPEN-2": T + 2 * MS}  # only what this batch traded
+    assert two.balance_micros == 10_000_000_000 - 2 * SPEND
+    # without the traded ids (a run that never traded OPEN-1), B is taken
+    (fresh,) = decide(e, later[:1], [run()])
+    assert fresh.decisions.reason == ["taken"] and fresh.traded == {"OPEN-1": T + 9 * MS}
+
+
+@pytest.mark.parametrize(
+    ("first_changes", "run_changes", "first_reason"),
+    [
+        ({"net_edge_per_contract_micros": 4_000}, {}, "min_net_edge"),
+        ({"legs": [YES, leg("kalshi", "no", 5_600, instrument="OTHER")]}, {}, "exchange_validation"),
+        ({"size": 10_000}, {"balance_micros": 200_000_000}, "balance"),
+    ],
+    ids=["min_net_edge", "exchange_validation", "balance"],
+)
+def test_an_intent_skipped_for_another_reason_leaves_the_opportunity_open_to_the_next(
+    first_changes: dict, run_changes: dict, first_reason: str
+) -> None:
+    first = intent("A", opportunity_id="OPEN-1", ts=T + 2 * MS, **first_changes)
+    second = intent("B", opportunity_id="OPEN-1", ts=T + 4 * MS)
+    (out,) = decide(engine(), [first, second], [run(**run_changes)])
+    assert out.decisions.reason == [first_reason, "taken"]
+    assert out.traded == {"OPEN-1": T + 4 * MS} and [t.intent_id for t in out.trades] == ["B"]
+
+
+def test_each_run_has_its_own_traded_opportunities() -> None:
+    a = intent("A", opportunity_id="OPEN-1", edge=9_999, ts=T + 2 * MS)
+    b = intent("B", opportunity_id="OPEN-1", edge=10_000, ts=T + 3 * MS)  # detect's next 0.01c step
+    runs = [
+        run(),
+        run(run_id="S", min_net_edge_micros=10_000),  # A is 0.0001c short of its minimum, B meets it
+        run(run_id="P", traded={"OPEN-1": T}),  # traded OPEN-1 in an earlier batch
+        run(run_id="Q", balance_micros=SPEND - 1, traded={"OTHER": T}),  # cannot afford A; other ids do not block
+    ]
+    r, s_, p, q = decide(engine(), [a, b], runs)
+    assert r.decisions.reason == ["taken", "untraded_opportunity"]
+    assert s_.decisions.reason == ["min_net_edge", "taken"] and s_.traded == {"OPEN-1": T + 3 * MS}
+    assert p.decisions.reason == ["untraded_opportunity"] * 2 and p.decisions.detail[0] == already("OPEN-1", T)
+    assert q.decisions.reason == ["balance", "balance"] and q.traded == {}
+
+
+def test_different_opportunities_are_each_traded_once() -> None:
+    orders = [intent("A", opportunity_id="X"), intent("B", opportunity_id="Y"), intent("C", opportunity_id="X"),
+              intent("D", opportunity_id="Z", ts=T + 7 * MS), intent("E", opportunity_id="Y")]  # fmt: skip
+    (out,) = decide(engine(), orders, [run()])
+    assert out.decisions.reason == ["taken", "taken", "untraded_opportunity", "taken", "untraded_opportunity"]
+    assert out.traded == {"X": T + 2 * MS, "Y": T + 2 * MS, "Z": T + 7 * MS}
+    assert out.balance_micros == 10_000_000_000 - 3 * SPEND
+
+
+def test_success_span_starts_ignore_traded_opportunities_and_never_mark_one() -> None:
+    opp = factories.opportunity("op-ev", opportunity_id="OPEN-1", legs=[YES, NO], size=150,
+                                net_edge_per_contract_micros=40_000, book_ts=T, ts=T + 1, strategy="xarb")  # fmt: skip
+    again = msgspec.structs.replace(opp, id="op-ev-2")
+    (out,) = decide(engine(), [opp, again], [run(traded={"OPEN-1": T})], source="success_span")
+    assert out.decisions.reason == ["eligible", "eligible"] and out.traded == {}
+    assert out.decisions.checks_run == [bits(SPAN_CHECKS)] * 2
+    assert not CHECK_BIT["untraded_opportunity"] & out.decisions.checks_run[0]
+
+
+def test_live_validation_is_not_asked_about_an_opportunity_the_run_already_traded() -> None:
+    e = engine("live")
+    runs = [run(keys_present=frozenset({"polymarket", "kalshi"}), traded={"OPEN-1": T}),
+            run(run_id="K", keys_present=frozenset({"polymarket", "kalshi"}))]  # fmt: skip
+    prep = e.prepare([intent("A", opportunity_id="OPEN-1"), intent("B", opportunity_id="OPEN-2")])
+    asked = e.reaching_validation(prep, runs, np.ones((2, 2), bool))
+    assert asked.tolist() == [[False, True], [True, True]]
 
 
 # -- the kernel's fees against libs.fees on random ladders ----------------------------------------

@@ -3,21 +3,25 @@ and the steps of its life (start, fills, settlement exactly once, stop)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import msgspec
 import numpy as np
 import pytest
 
-from libs.paper.engine import RunOutcome
+from libs.paper.engine import Engine, RunLimits, RunOutcome
 from proto.events import Leg
-from proto.paper import DecisionColumns, RunConfig, RunFilters, RunUpdate, StartRequest, StartRun
-from services.paper.runs import PaperRun, RunError, first_snapshot, new_config
+from proto.paper import CHECK_BIT, DecisionColumns, RunConfig, RunFilters, RunUpdate, StartRequest, StartRun
+from services.paper.runs import MAX_TRADED, PaperRun, RunError, first_snapshot, new_config
 from tests import factories
+from tests.unit import test_paper_engine as te
 
 NOW = 1_765_000_000_000_000_000
 MIN = 60 * 1_000_000_000
 CAP = 7 * 24 * 60.0
+ALL = (1 << 12) - 1
+"""Every check's bit: 12 checks."""
 
 
 def start(**request: object) -> StartRun:
@@ -152,14 +156,14 @@ def fill(cfg: RunConfig, intent: str, settled_at: int) -> tuple[RunOutcome, int]
     )  # fmt: skip
     decisions = DecisionColumns(
         id=[f"{cfg.run_id}:{intent}"], ts=[NOW], source=["intent"], intent_id=[intent], opportunity_id=["O"],
-        opportunity_key=["k"], taken=[True], reason=["taken"], checks_run=[2047], checks_passed=[2047],
+        opportunity_key=["k"], taken=[True], reason=["taken"], checks_run=[ALL], checks_passed=[ALL],
         detail=["x"], net_edge_per_contract_micros=[1], size=[10], intent_ts=[NOW], book_ts=[NOW],
         trade_id=[trade.id],
     )  # fmt: skip
     spent = 6_690_000
     return RunOutcome(
         decisions=decisions, trades=[trade], balance_micros=10**9 - spent, spent_by_day={20428: spent}, taken=1,
-        fees_micros=40_000,
+        fees_micros=40_000, traded={"O": NOW},
     ), spent  # fmt: skip
 
 
@@ -245,3 +249,76 @@ def test_a_venues_filter_does_not_match_an_order_without_legs() -> None:
     seqs, ts = np.arange(1, 3), np.array([o.ts for o in orders])
     assert PaperRun(filtered, first_snapshot(filtered)).watches(orders, seqs, ts, 0).tolist() == [False, True]
     assert PaperRun(everything, first_snapshot(everything)).watches(orders, seqs, ts, 0).tolist() == [True, True]
+
+
+# -- one trade per opportunity opening: the run remembers what it traded -----------------------------
+
+
+def test_a_step_records_the_traded_opportunities_without_touching_the_old_snapshot() -> None:
+    cfg = config(start())
+    run = PaperRun(cfg, first_snapshot(cfg))
+    run.start_step()
+    before = run.snap
+    outcome, _ = fill(cfg, "I1", NOW + 100)
+    run.decision_step(outcome, source="intent", last_seq=3)
+    assert run.snap.traded == {"O": NOW} and before.traded == {}
+    assert run.limits().traded == {"O": NOW}  # what the engine checks on the next batch
+    kept = run.snap
+    b = RunOutcome(decisions=factories.decisions(cfg.run_id, n=1), trades=[], balance_micros=run.snap.balance_micros,
+                   spent_by_day=run.snap.spent_by_day, traded={"O2": NOW + 5})  # fmt: skip
+    run.decision_step(b, source="intent", last_seq=4)
+    assert run.snap.traded == {"O": NOW, "O2": NOW + 5} and kept.traded == {"O": NOW}
+    run.decision_step(None, source="intent", last_seq=5)  # nothing traded: the ids stay
+    assert store(run).snapshot.traded == {"O": NOW, "O2": NOW + 5}  # stored: a restart resumes with them
+
+
+def test_forget_traded_removes_closed_opportunities_and_the_next_stored_step_carries_it() -> None:
+    cfg = config(start())
+    run = PaperRun(cfg, first_snapshot(cfg))
+    run.start_step()
+    a, _ = fill(cfg, "I1", NOW + 100)
+    run.decision_step(dataclasses.replace(a, traded={"O": NOW, "P": NOW + 1}), source="intent", last_seq=1)
+    store(run)
+    before, queued = run.snap, run.queued
+    assert run.forget_traded(["O", "never-traded"]) is True
+    assert run.snap.traded == {"P": NOW + 1} and before.traded == {"O": NOW, "P": NOW + 1}
+    assert run.queued == queued and run.parts == []  # not a step of its own
+    assert run.forget_traded(["O", "Q"]) is False and run.forget_traded([]) is False
+    run.decision_step(None, source="opportunity", last_seq=8)
+    assert store(run).snapshot.traded == {"P": NOW + 1}
+
+
+def test_traded_opportunities_are_capped_dropping_the_oldest() -> None:
+    cfg = config(start())
+    full = {f"o{i}": NOW + 10 * i for i in range(MAX_TRADED)}
+    run = PaperRun(cfg, msgspec.structs.replace(first_snapshot(cfg), traded=full))
+    outcome, _ = fill(cfg, "I1", NOW + 100)
+    newer = {"new-a": NOW + 10 * MAX_TRADED, "new-b": NOW + 15}  # new-b: between o1 and o2
+    run.decision_step(dataclasses.replace(outcome, traded=newer), source="intent", last_seq=1)
+    assert MAX_TRADED == 10_000
+    expected = set(full) - {"o0", "o1"} | {"new-a", "new-b"}  # o0 (NOW) and o1 (NOW + 10) are the oldest
+    assert len(run.snap.traded) == MAX_TRADED and set(run.snap.traded) == expected
+    assert len(full) == MAX_TRADED and "o0" in full  # the old snapshot's dict untouched
+
+
+def test_a_run_trades_an_opportunity_once_across_batches_until_it_closes() -> None:
+    """Through the engine: the run's snapshot carries the traded id into the next batch's limits."""
+    cfg = config(start(starting_usd=10_000.0))
+    cfg = msgspec.structs.replace(cfg, max_leg_micros=10**9, daily_cap_micros=10**10, started_at=0)
+    run = PaperRun(cfg, first_snapshot(cfg))
+    e: Engine = te.engine()
+
+    def step(orders: list) -> list[str]:
+        limits: RunLimits = run.limits()
+        (out,) = e.decide(e.prepare(orders), [limits], np.ones((len(orders), 1), bool), te.NOW)
+        assert out is not None
+        run.decision_step(out, source="intent", last_seq=run.snap.intent_seq + len(orders))
+        return out.decisions.reason
+
+    assert step([te.intent("A", opportunity_id="OPEN-1")]) == ["taken"]
+    assert run.snap.traded == {"OPEN-1": te.T + 2 * te.MS}
+    assert step([te.intent("B", opportunity_id="OPEN-1", edge=41_000)]) == ["untraded_opportunity"]
+    assert CHECK_BIT["untraded_opportunity"] & ~store(run).decisions.checks_passed[-1]
+    assert run.snap.trades == 1
+    run.forget_traded(["OPEN-1"])  # the opportunity closed (a later opening has a new id)
+    assert step([te.intent("C", opportunity_id="OPEN-1")]) == ["taken"] and run.snap.trades == 2

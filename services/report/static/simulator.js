@@ -4,6 +4,7 @@
 // API reaches the DOM through textContent or an attribute, never parsed as HTML, so data cannot
 // become markup. The API key stays in memory only (it is lost on reload); the short-lived JWT it is
 // exchanged for is kept in sessionStorage, so a reload stays signed in until the token expires.
+// The header names the signed-in user by their name (from GET /profile), with their id beside it.
 // Live updates come from the /simulator/ws WebSocket (simulator:trade and simulator:run events);
 // the socket reconnects with exponential backoff, and every (re)connection reloads the state so
 // nothing sent while it was down is missed.
@@ -27,6 +28,7 @@
     token: null,
     tokenExp: 0, // ms since epoch
     userId: "",
+    userName: "", // from GET /profile; the id is shown until it arrives (or if it cannot)
     selectedRun: null,
     runs: new Map(), // run_id -> RunView (history and active)
     activeIds: [], // run ids /simulator/status listed as active
@@ -142,7 +144,7 @@
     try {
       sessionStorage.setItem(
         TOKEN_KEY,
-        JSON.stringify({ token: state.token, exp: state.tokenExp, user_id: state.userId })
+        JSON.stringify({ token: state.token, exp: state.tokenExp, user_id: state.userId, name: state.userName })
       );
     } catch (_) {
       // storage unavailable (private mode): the token lives in memory only
@@ -156,6 +158,7 @@
         state.token = saved.token;
         state.tokenExp = saved.exp;
         state.userId = String(saved.user_id || "");
+        state.userName = String(saved.name || "");
         return true;
       }
     } catch (_) {
@@ -195,12 +198,36 @@
     }
     const data = await readJson(response);
     if (!response.ok) throw new ApiError(response.status, detailOf(data, response));
+    const userId = String(data.user_id || "");
+    if (userId !== state.userId) state.userName = ""; // another user's key: their name comes next
     state.token = data.access_token;
     state.tokenExp = Date.now() + Number(data.expires_in || 0) * 1000;
-    state.userId = String(data.user_id || "");
+    state.userId = userId;
     saveToken();
     scheduleTokenRefresh();
-    setText("whoami", state.userId);
+    renderWho();
+  }
+
+  function renderWho() {
+    // the user's name in bold, their id beside it in small type and in the tooltip
+    const who = $("whoami");
+    who.textContent = state.userName || state.userId;
+    if (state.userId) who.title = `user id ${state.userId}`;
+    else who.removeAttribute("title");
+    setText("whoami-id", state.userName ? state.userId : "");
+  }
+
+  async function loadProfile() {
+    // GET /profile -> {"user_id", "name", thresholds...}: only the name is used here
+    try {
+      const profile = await api("GET", "/profile");
+      if (!profile || String(profile.user_id || "") !== state.userId) return; // signed out or switched
+      state.userName = String(profile.name || "");
+      saveToken();
+      renderWho();
+    } catch (_) {
+      // the id stays shown; a 401 has already signed the user out
+    }
   }
 
   function scheduleTokenRefresh() {
@@ -269,7 +296,7 @@
     $("signin").hidden = true;
     $("app").hidden = false;
     $("session").hidden = false;
-    setText("whoami", state.userId);
+    renderWho();
   }
 
   function clearData() {
@@ -291,6 +318,8 @@
     state.token = null;
     state.tokenExp = 0;
     state.userId = "";
+    state.userName = "";
+    renderWho();
     clearTimeout(state.tokenTimer);
     clearTimeout(state.refreshTimer);
     try {
@@ -334,7 +363,7 @@
 
   async function startSession() {
     connectWs(); // its hello refreshes again, so nothing between this load and the socket is lost
-    await refreshAll().catch(reportError);
+    await Promise.all([loadProfile(), refreshAll().catch(reportError)]);
   }
 
   function reportError(e) {
@@ -478,6 +507,10 @@
   }
 
   // -- rendering -----------------------------------------------------------------------------------
+
+  function pnlClass(value) {
+    return Number(value) > 0 ? "gain" : Number(value) < 0 ? "loss" : "";
+  }
 
   function setPnl(node, value) {
     node.textContent = fmtUsd(value, true);
@@ -741,6 +774,7 @@
     try {
       const data = await api("POST", "/simulator/start", startBody());
       const run = data.run;
+      setText("start-warning", (data.warnings || []).join(" "));
       mergeRun(run);
       state.selectedRun = run.run_id;
       resetTrades();
@@ -771,10 +805,13 @@
 
   // -- trade detail modal --------------------------------------------------------------------------
 
-  function field(dl, key, label, value) {
-    const div = el("div");
-    div.append(el("dt", {}, label), el("dd", { "data-testid": `trade-field-${key}` }, value));
-    dl.append(div);
+  function fieldGroup(name, rows) {
+    // one column of the summary: label and value side by side, a line each
+    const dl = el("dl", { "aria-label": name });
+    for (const [key, label, value, cls] of rows) {
+      dl.append(el("dt", {}, label), el("dd", { "data-testid": `trade-field-${key}`, class: cls }, value));
+    }
+    return dl;
   }
 
   function clearTradeDetail() {
@@ -823,24 +860,34 @@
 
   function renderTradeDetail(data) {
     const t = data.trade;
-    const dl = $("trade-fields");
-    field(dl, "trade_id", "Trade", t.trade_id);
-    field(dl, "run_id", "Run", t.run_id);
-    field(dl, "intent_id", "Intent", t.intent_id);
-    field(dl, "opportunity_key", "Opportunity", t.opportunity_key);
-    field(dl, "status", "Status", t.status);
-    field(dl, "requested_size", "Requested", t.requested_size);
-    field(dl, "matched_size", "Matched", t.matched_size);
-    field(dl, "fill_pct", "Fill", fmtPct(t.fill_pct));
-    field(dl, "broken", "Pair", t.broken ? `broken (${t.unhedged_size} unhedged)` : "hedged");
-    field(dl, "exposure_usd", "Exposure", fmtUsd(t.exposure_usd));
-    field(dl, "cost_usd", "Cost", fmtUsd(t.cost_usd));
-    field(dl, "fees_usd", "Fees", fmtUsd(t.fees_usd));
-    field(dl, "payout_usd", "Payout", fmtUsd(t.payout_usd));
-    field(dl, "pnl_usd", "P&L", fmtUsd(t.pnl_usd, true));
-    field(dl, "executed_at", "Executed", fmtTime(t.executed_at));
-    field(dl, "settled_at", "Settles", fmtTime(t.settled_at));
-    field(dl, "settlement_delay_s", "Settlement delay", `${fmtNum(t.settlement_delay_s, 3)} s`);
+    // four short columns (status and times, sizes, money, ids) so the modal fits a laptop screen
+    $("trade-fields").replaceChildren(
+      fieldGroup("Status and times", [
+        ["status", "Status", t.status, `key status-${t.status}`],
+        ["executed_at", "Executed", fmtTime(t.executed_at)],
+        ["settled_at", "Settles", fmtTime(t.settled_at)],
+        ["settlement_delay_s", "Settlement delay", `${fmtNum(t.settlement_delay_s, 3)} s`],
+      ]),
+      fieldGroup("Sizes", [
+        ["requested_size", "Requested", t.requested_size],
+        ["matched_size", "Matched", t.matched_size],
+        ["fill_pct", "Fill", fmtPct(t.fill_pct)],
+        ["broken", "Pair", t.broken ? `broken (${t.unhedged_size} unhedged)` : "hedged", t.broken ? "warn" : null],
+      ]),
+      fieldGroup("Money", [
+        ["pnl_usd", "P&L", fmtUsd(t.pnl_usd, true), `key ${pnlClass(t.pnl_usd)}`],
+        ["cost_usd", "Cost", fmtUsd(t.cost_usd)],
+        ["fees_usd", "Fees", fmtUsd(t.fees_usd)],
+        ["payout_usd", "Payout", fmtUsd(t.payout_usd)],
+        ["exposure_usd", "Exposure", fmtUsd(t.exposure_usd)],
+      ]),
+      fieldGroup("Ids", [
+        ["opportunity_key", "Opportunity", t.opportunity_key, "mono"],
+        ["trade_id", "Trade", t.trade_id, "mono"],
+        ["run_id", "Run", t.run_id, "mono"],
+        ["intent_id", "Intent", t.intent_id, "mono"],
+      ])
+    );
 
     $("trade-legs").tBodies[0].replaceChildren(
       ...(t.legs || []).map((leg, i) => {
