@@ -514,7 +514,7 @@ def _taken_detail(t: PaperTrade) -> str:
 
 
 def _traded_detail(opportunity_id: str, intent_ts: int | None) -> str:
-    by = f" by its intent of {iso(intent_ts)}" if intent_ts is not None else ""
+    by = f" by its intent made {iso(intent_ts)} (wall clock)" if intent_ts is not None else ""
     return (
         f"opportunity {opportunity_id} already traded by this run{by} (one trade per opportunity: "
         "a better intent of the same opening would count its book twice)"

@@ -14,6 +14,9 @@ class RunSummary(msgspec.Struct, kw_only=True):
     run_id: str
     label: str
     state: str
+    stop_reason: str = ""
+    """Why a stopped or completed run ended: requested, disabled (its user was), duration, max_duration."""
+    user_id: str = ""
     decisions: int
     taken: int
     decisions_by_reason: dict[str, int]
@@ -89,6 +92,8 @@ def build(store: Store) -> Report:
                 run_id=run_id,
                 label=st.get("label", ""),
                 state=st.get("state", "unknown"),
+                stop_reason=st.get("stop_reason") or "",
+                user_id=st.get("user_id") or "",
                 decisions=sum(reasons.values()),
                 taken=reasons.get("taken", 0),
                 decisions_by_reason=dict(sorted(reasons.items())),
@@ -129,7 +134,7 @@ def render(report: Report) -> str:
     ]
     for r in report.runs:
         out += [
-            f"paper run {r.run_id} [{r.label or '-'}] {r.state}",
+            f"paper run {r.run_id} [{r.label or '-'}] {r.state}" + (f" ({r.stop_reason})" if r.stop_reason else ""),
             f"  decisions        : {r.decisions} (taken {r.taken})",
             *[f"    {reason:<22}: {n}" for reason, n in r.decisions_by_reason.items()],
             f"  intent->decision : p50 {r.decision_latency_p50_ms} ms, p99 {r.decision_latency_p99_ms} ms",

@@ -24,6 +24,9 @@ async def test_demo_pipeline_report_is_consistent(settings: Settings) -> None:
     # the built-in default run and the demo user's three runs (started over the HTTP API), all stopped
     assert sorted(r.label for r in report.runs) == ["default", "small", "strict", "wide"]
     assert {r.state for r in report.runs} == {"stopped"}
+    assert {r.stop_reason for r in report.runs} == {"requested"}  # the demo stops them (not a duration or a disable)
+    users = {r.label: r.user_id for r in report.runs}
+    assert users["default"] == "default" and len({users["wide"], users["strict"], users["small"]} - {"default"}) == 1
     by_label = {r.label: r for r in report.runs}
     assert by_label["wide"].trades > 0 and by_label["default"].trades > 0
     assert by_label["strict"].trades > 0, "the Fed market's edge reaches 1.5c (up to about 2.1c)"

@@ -445,7 +445,7 @@ not consume them, which is why a second trade of the same opening would count th
 def already(opp: str, ts: int) -> str:
     iso = f"2025-12-06T05:46:40.{(ts - T) // 1_000:06d}Z"  # T is 05:46:40 UTC exactly
     return (
-        f"opportunity {opp} already traded by this run by its intent of {iso} "
+        f"opportunity {opp} already traded by this run by its intent made {iso} (wall clock) "
         "(one trade per opportunity: a better intent of the same opening would count its book twice)"
     )
 
