@@ -13,7 +13,8 @@ Wiring (the rules live in `libs.paper.engine` and `services.paper.runs`):
   `opp_seq`, and the service skips an order id it saw under another sequence (published twice).
 - The hot path (MT_PAPER_HOT_PATH, on by default): a core-NATS subscription to the same intent
   subjects gets each intent as it is published, a millisecond or more before JetStream delivers
-  it, and decides it at once, while `paper-intents` is in sync (nothing older waiting in the
+  it, and decides it at once (in the subscription's callback when nothing else waits, else what
+  queued meanwhile as one batch), while `paper-intents` is in sync (nothing older waiting in the
   stream: `OrderedConsumer.in_sync`). The run remembers such an intent in `snapshot.ahead` (id →
   ts) until the consumer reaches its JetStream copy, which it then skips, moving `intent_seq` past
   it. The hot path stays on until JetStream delivers an intent it had not seen (a core copy
@@ -490,7 +491,11 @@ class PaperService(Service):
             self._hot_on = False
             self._passed(msg)
             return
-        self._hot_queue.put_nowait(msg)
+        sub = self._hot_sub
+        if not self._hot_busy and self._hot_queue.empty() and (sub is None or not sub.pending_msgs):
+            await self._hot_run([msg])  # alone: decided here, without waiting for the loop's turn
+        else:
+            self._hot_queue.put_nowait(msg)  # more are coming: the loop decides them as one batch
 
     def _passed(self, msg: Msg) -> None:
         """A core copy the hot path does not decide: JetStream will, and until it has, the hot path
@@ -505,21 +510,24 @@ class PaperService(Service):
     async def _hot_loop(self) -> None:
         """Decide intents as their core-NATS copies arrive (whatever queued meanwhile as one batch)."""
         q = self._hot_queue
-        decoder = codec.decoder(Intent)
         while True:
             msgs = [await q.get()]
             while len(msgs) < HOT_BATCH and not q.empty():
                 msgs.append(q.get_nowait())
-            self._hot_busy = True
-            try:
-                await self._hot_batch(msgs, decoder)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the loop outlives anything: JetStream delivers what it missed
-                self._hot_on = False
-                self.log.warning("hot path batch failed", error=str(e))
-            finally:
-                self._hot_busy = False
+            await self._hot_run(msgs)
+
+    async def _hot_run(self, msgs: list[Msg]) -> None:
+        """One batch of the hot path, whatever happens (JetStream delivers what it misses)."""
+        self._hot_busy = True
+        try:
+            await self._hot_batch(msgs, self._intent_decoder)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._hot_on = False
+            self.log.warning("hot path batch failed", error=str(e))
+        finally:
+            self._hot_busy = False
 
     async def _hot_batch(self, msgs: list[Msg], decoder: Any) -> None:
         """Decide a batch from the hot path (nothing when it is off: JetStream delivers them, in order)."""
