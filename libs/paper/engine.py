@@ -68,7 +68,7 @@ from numba import njit
 from libs.fees import KALSHI, POLYMARKET, FeeModel, KalshiFeeModel, PolymarketFeeModel
 from libs.paper.books import BookHistory, MarketFacts
 from libs.paper.views import CHECK_RUN_ORDER, iso
-from proto.events import DecisionSource, Intent, LegFill, Opportunity, PaperTrade
+from proto.events import DecisionSource, Intent, Leg, LegFill, Opportunity, PaperTrade
 from proto.paper import CHECKS, DecisionColumns
 from proto.units import CASH_PER_PRICE_UNIT, CASH_SCALE, PRICE_SCALE
 
@@ -511,6 +511,27 @@ def _taken_detail(t: PaperTrade) -> str:
     if t.broken:
         text += f"; broken pair: {t.unhedged_size} unhedged, exposure {usd(t.exposure_micros)}"
     return text
+
+
+def _leg_fill(
+    leg: Leg, requested: int, matched: int, cost: int, fee: int, worst: int, executed_at: int, book_ts: int
+) -> LegFill:
+    """One leg's fill: the intent's leg, what it asked for and what it got (the second leg asks for
+    what the first got)."""
+    return LegFill(
+        venue=leg.venue,
+        instrument=leg.instrument,
+        outcome=leg.outcome,
+        side=leg.side,
+        requested_size=requested,
+        matched_size=matched,
+        cost_micros=cost,
+        fee_micros=fee,
+        worst_px=worst,
+        fill_pct=_pct(matched, requested),
+        executed_at=executed_at,
+        book_ts=book_ts,
+    )
 
 
 def _traded_detail(opportunity_id: str, intent_ts: int | None) -> str:
@@ -1053,33 +1074,9 @@ class Engine:
         fee = o[O_FEE0] + o[O_FEE1]
         payout = m1 * PAIR_PAYOUT_MICROS
         legs = [
-            LegFill(
-                venue=leg0.venue,
-                instrument=leg0.instrument,
-                outcome=leg0.outcome,
-                side=leg0.side,
-                requested_size=size,
-                matched_size=m0,
-                cost_micros=o[O_COST0],
-                fee_micros=o[O_FEE0],
-                worst_px=o[O_WORST0],
-                fill_pct=_pct(m0, size),
-                executed_at=executed_at,
-                book_ts=int(prep.row_ts0[i, 0]),
-            ),
-            LegFill(
-                venue=leg1.venue,
-                instrument=leg1.instrument,
-                outcome=leg1.outcome,
-                side=leg1.side,
-                requested_size=m0,
-                matched_size=m1,
-                cost_micros=o[O_COST1],
-                fee_micros=o[O_FEE1],
-                worst_px=o[O_WORST1],
-                fill_pct=_pct(m1, m0),
-                executed_at=executed_at + self.s.leg_gap_ns,
-                book_ts=int(prep.row_ts1g[i]),
+            _leg_fill(leg0, size, m0, o[O_COST0], o[O_FEE0], o[O_WORST0], executed_at, int(prep.row_ts0[i, 0])),
+            _leg_fill(
+                leg1, m0, m1, o[O_COST1], o[O_FEE1], o[O_WORST1], executed_at + self.s.leg_gap_ns, int(prep.row_ts1g[i])
             ),
         ]
         return PaperTrade(

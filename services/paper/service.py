@@ -520,7 +520,7 @@ class PaperService(Service):
         """One batch of the hot path, whatever happens (JetStream delivers what it misses)."""
         self._hot_busy = True
         try:
-            await self._hot_batch(msgs, self._intent_decoder)
+            await self._hot_batch(msgs)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -529,7 +529,7 @@ class PaperService(Service):
         finally:
             self._hot_busy = False
 
-    async def _hot_batch(self, msgs: list[Msg], decoder: Any) -> None:
+    async def _hot_batch(self, msgs: list[Msg]) -> None:
         """Decide a batch from the hot path (nothing when it is off: JetStream delivers them, in order)."""
         if not self._hot_ready():
             for m in msgs:
@@ -538,7 +538,7 @@ class PaperService(Service):
         orders: list[Intent] = []
         for m in msgs:
             with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):  # dead-lettered by the consumer
-                orders.append(decoder.decode(m.data))
+                orders.append(self._intent_decoder.decode(m.data))
         try:
             async with self.lock:
                 if not self._hot_ready():
