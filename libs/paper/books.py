@@ -97,6 +97,15 @@ class _Series:
     def newest(self) -> int | None:
         return int(self.ts[self.n - 1]) if self.n > self.start else None
 
+    def latest_index(self, t: int) -> int:
+        """The buffer row of the newest book at or before `t` (−1: none held that early)."""
+        if self.n == self.start:
+            return -1
+        if t >= self.ts[self.n - 1]:
+            return self.n - 1
+        i = int(np.searchsorted(self.ts[self.start : self.n], t, "right")) - 1 + self.start
+        return i if i >= self.start else -1
+
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return self.bid_px, self.bid_sz, self.ask_px, self.ask_sz
 
@@ -291,6 +300,17 @@ class BookHistory:
             return None
         return BookRow(int(s.ts[i]), s.bid_px[i].copy(), s.bid_sz[i].copy(), s.ask_px[i].copy(), s.ask_sz[i].copy())
 
+    def row_at(
+        self, venue: str, instrument: str, ts: int
+    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """`at` without copies, for the hot path: (book_ts, bid_px, bid_sz, ask_px, ask_sz) as views
+        into the history, valid until the next `add`; None when no book is held that early."""
+        s = self._series.get((venue, instrument))
+        i = -1 if s is None else s.latest_index(ts)
+        if s is None or i < 0:
+            return None
+        return int(s.ts[i]), s.bid_px[i], s.bid_sz[i], s.ask_px[i], s.ask_sz[i]
+
     def lookup(self, keys: list[tuple[str, str]], key_idx: np.ndarray, ts: np.ndarray) -> Lookup:
         """Answer queries q = (keys[key_idx[q]], ts[q]) at once: one binary search per key.
 
@@ -330,7 +350,7 @@ class BookHistory:
         return Lookup(row, book_ts, *pool)
 
     def _lookup_few(self, keys: list[tuple[str, str]], key_idx: np.ndarray, ts: np.ndarray) -> Lookup:
-        """`lookup` for a handful of queries (the hot path's one intent: three), one by one: the
+        """`lookup` for a handful of queries (a batch of one or two orders), one by one: the
         same answers without the grouping's dozens of tiny numpy calls."""
         found: list[tuple[_Series, int]] = []
         row = [-1] * len(ts)
@@ -338,14 +358,9 @@ class BookHistory:
         width = 1
         for q, (k, t) in enumerate(zip(key_idx.tolist(), ts.tolist(), strict=True)):
             s = self._series.get(keys[k]) if k >= 0 else None
-            if s is None or s.n == s.start:
+            i = -1 if s is None else s.latest_index(t)
+            if i < 0:
                 continue
-            if t >= s.ts[s.n - 1]:
-                i = s.n - 1
-            else:
-                i = int(np.searchsorted(s.ts[s.start : s.n], t, "right")) - 1 + s.start
-                if i < s.start:
-                    continue
             row[q] = len(found)
             book_ts[q] = int(s.ts[i])
             found.append((s, i))

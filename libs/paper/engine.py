@@ -133,6 +133,10 @@ MAX_PENDING = 20_000
 ~100 bytes each), and a RunUpdate must fit NATS's max_payload. At the cap the balance check refuses."""
 
 _WS = re.compile(r"\s")
+_NO_LEG = (1, False, FEE_KALSHI, 1, 1, 1, 1)
+"""A leg's kernel values when the order failed before they were known."""
+_EMPTY_LADDER = np.zeros(0, np.int64)
+"""The ladder of a leg with no book held (`_walk` fills nothing on it)."""
 Order = Intent | Opportunity
 
 
@@ -201,6 +205,17 @@ def _walk(
 
 
 @njit(cache=True)
+def _row_depth(px: np.ndarray, sz: np.ndarray, reflect: bool, limit: int) -> int:
+    """Contracts at or below `limit` on one ladder row (`reflect`: YES bids, NO bought at 1 − bid)."""
+    total = 0
+    for j in range(px.shape[0]):
+        p = PRICE_SCALE - px[j] if reflect else px[j]
+        if sz[j] > 0 and p <= limit:
+            total += sz[j]
+    return total
+
+
+@njit(cache=True)
 def _depth(
     rows: np.ndarray,
     reflect: np.ndarray,
@@ -218,42 +233,183 @@ def _depth(
             row = rows[i, leg]
             if row < 0:
                 continue
-            total = 0
-            if reflect[i, leg]:
-                for j in range(bid_px.shape[1]):
-                    if bid_sz[row, j] > 0 and PRICE_SCALE - bid_px[row, j] <= limit[i, leg]:
-                        total += bid_sz[row, j]
+            refl = reflect[i, leg]
+            if refl:
+                out[i, leg] = _row_depth(bid_px[row], bid_sz[row], refl, limit[i, leg])
             else:
-                for j in range(ask_px.shape[1]):
-                    if ask_sz[row, j] > 0 and ask_px[row, j] <= limit[i, leg]:
-                        total += ask_sz[row, j]
-            out[i, leg] = total
+                out[i, leg] = _row_depth(ask_px[row], ask_sz[row], refl, limit[i, leg])
     return out
 
 
+@njit(cache=True, inline="always")
+def _ladder(
+    row: int, reflect: bool, bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray, ask_sz: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pool row a leg walks (the YES bids when it buys NO), empty when there is no row."""
+    if row < 0:
+        return bid_px[:0].ravel(), bid_sz[:0].ravel()
+    if reflect:
+        return bid_px[row], bid_sz[row]
+    return ask_px[row], ask_sz[row]
+
+
 @njit(cache=True)
-def _leg_walk(
-    row: int,
-    leg: int,
-    i: int,
-    want: int,
-    limit: np.ndarray,
-    reflect: np.ndarray,
-    fkind: np.ndarray,
-    fpar: np.ndarray,
-    bid_px: np.ndarray,
-    bid_sz: np.ndarray,
-    ask_px: np.ndarray,
-    ask_sz: np.ndarray,
-) -> tuple[int, int, int, int]:
-    if row < 0 or want <= 0:
-        return 0, 0, 0, 0
-    if reflect[i, leg]:
-        px, sz = bid_px[row], bid_sz[row]
-    else:
-        px, sz = ask_px[row], ask_sz[row]
-    p = fpar[i, leg]
-    return _walk(px, sz, reflect[i, leg], want, limit[i, leg], fkind[i, leg], p[0], p[1], p[2], p[3])
+def _pair(
+    fail: int,
+    edge: int,
+    size_req: int,
+    lim0: int,
+    refl0: bool,
+    k0: int,
+    a0: int,
+    b0: int,
+    c0: int,
+    d0: int,
+    lim1: int,
+    refl1: bool,
+    k1: int,
+    a1: int,
+    b1: int,
+    c1: int,
+    d1: int,
+    px0: np.ndarray,
+    sz0: np.ndarray,
+    px1: np.ndarray,
+    sz1: np.ndarray,
+    pxg: np.ndarray,
+    szg: np.ndarray,
+    keys_ok: bool,
+    ev_ok: bool,
+    min_edge: int,
+    max_leg: int,
+    cap: int,
+    balance: int,
+    spent_today: int,
+    room: int,
+    traded: bool,
+    dry: bool,
+    o: np.ndarray,
+) -> int:
+    """One (order, run) pair: the checks in order, then (unless `dry`) the fill. Leg 0 walks
+    (px0, sz0), its book as of t1; leg 1 (px1, sz1) as of t1 for fill_edge and (pxg, szg) as of
+    t1 + the leg gap for the fill (empty rows: no book). Results go to `o[O_*]`; returns the cash
+    the fill took (cost + fees), −1 when nothing was filled."""
+    ran = 0
+    passed = 0
+    code = PASSED
+    while True:
+        ran |= 1 << HAS_ORDERS
+        if fail == HAS_ORDERS:
+            code = HAS_ORDERS
+            break
+        passed |= 1 << HAS_ORDERS
+        ran |= 1 << HEDGED_PAIR
+        if fail == HEDGED_PAIR:
+            code = HEDGED_PAIR
+            break
+        passed |= 1 << HEDGED_PAIR
+        ran |= 1 << MIN_NET_EDGE
+        if edge < min_edge:
+            code = MIN_NET_EDGE
+            break
+        passed |= 1 << MIN_NET_EDGE
+        if not dry:  # one trade per opportunity opening (a span start never trades)
+            ran |= 1 << UNTRADED_OPPORTUNITY
+            if traded:
+                code = UNTRADED_OPPORTUNITY
+                break
+            passed |= 1 << UNTRADED_OPPORTUNITY
+        ran |= 1 << INSTRUMENT_IDS
+        if fail == INSTRUMENT_IDS:
+            code = INSTRUMENT_IDS
+            break
+        passed |= 1 << INSTRUMENT_IDS
+        ran |= 1 << EXCHANGE_KEYS
+        if not keys_ok:
+            code = EXCHANGE_KEYS
+            break
+        passed |= 1 << EXCHANGE_KEYS
+        ran |= 1 << EXCHANGE_VALIDATION
+        if not ev_ok:
+            code = EXCHANGE_VALIDATION
+            break
+        passed |= 1 << EXCHANGE_VALIDATION
+        # max leg: each leg's size x limit within the run's max leg
+        ran |= 1 << MAX_LEG
+        size = size_req
+        s0 = max_leg // (lim0 * CASH_PER_PRICE_UNIT)
+        s1 = max_leg // (lim1 * CASH_PER_PRICE_UNIT)
+        if s0 < size:
+            size = s0
+        if s1 < size:
+            size = s1
+        if size < 0:
+            size = 0
+        o[O_SIZE] = size
+        if size <= 0:
+            code = MAX_LEG
+            break
+        passed |= 1 << MAX_LEG
+        # balance: the worst case, both legs at their limits, with fees
+        ran |= 1 << BALANCE
+        t0, r0 = _leg_fee(k0, a0, b0, c0, d0, lim0, size)
+        t1, r1 = _leg_fee(k1, a1, b1, c1, d1, lim1, size)
+        need = size * (lim0 + lim1) * CASH_PER_PRICE_UNIT + _settle(k0, t0, r0) + _settle(k1, t1, r1)
+        o[O_NEED] = need
+        o[O_BALANCE] = balance
+        o[O_ROOM] = room
+        if need > balance or room <= 0:
+            code = BALANCE
+            break
+        passed |= 1 << BALANCE
+        ran |= 1 << DAILY_CAP
+        o[O_SPENT] = spent_today
+        if spent_today + need > cap:
+            code = DAILY_CAP
+            break
+        passed |= 1 << DAILY_CAP
+        # liquidity: leg 0 on its book as of t1
+        ran |= 1 << LIQUIDITY
+        m0, cost0, fee0, worst0 = _walk(px0, sz0, refl0, size, lim0, k0, a0, b0, c0, d0)
+        o[O_M0] = m0
+        o[O_COST0] = cost0
+        o[O_FEE0] = fee0
+        o[O_WORST0] = worst0
+        if m0 <= 0:
+            code = LIQUIDITY
+            break
+        passed |= 1 << LIQUIDITY
+        # fill edge: leg 1 on the book as of t1 for what leg 0 matched
+        ran |= 1 << FILL_EDGE
+        m1d, cost1d, fee1d, _w = _walk(px1, sz1, refl1, m0, lim1, k1, a1, b1, c1, d1)
+        net = (m1d * PAIR_PAYOUT_MICROS - cost0 - fee0 - cost1d - fee1d) // m0
+        o[O_M1D] = m1d
+        o[O_COST1D] = cost1d
+        o[O_FEE1D] = fee1d
+        o[O_NET] = net
+        if net < min_edge:
+            code = FILL_EDGE
+            break
+        passed |= 1 << FILL_EDGE
+        break
+    o[O_CODE] = code
+    o[O_RUN] = ran
+    o[O_PASS] = passed
+    if code != PASSED or dry:
+        return -1
+    # the fill: leg 1 walks its book as of t1 + the leg gap
+    m0 = o[O_M0]
+    m1, cost1, fee1, worst1 = _walk(pxg, szg, refl1, m0, lim1, k1, a1, b1, c1, d1)
+    o[O_M1] = m1
+    o[O_COST1] = cost1
+    o[O_FEE1] = fee1
+    o[O_WORST1] = worst1
+    exposure = 0
+    if m1 < m0:  # broken pair: leg 0's contracts beyond the hedge are naked
+        _h, cost0h, fee0h, _wh = _walk(px0, sz0, refl0, m1, lim0, k0, a0, b0, c0, d0)
+        exposure = o[O_COST0] + o[O_FEE0] - cost0h - fee0h
+    o[O_EXPOSURE] = exposure
+    return o[O_COST0] + o[O_FEE0] + cost1 + fee1
 
 
 @njit(cache=True)
@@ -286,153 +442,85 @@ def _kernel(
     dry: bool,
     out: np.ndarray,
 ) -> None:
-    """Every (order i, run r) pair in order: checks, then (unless `dry`) the fill, updating the
-    run's `balance`, `spent[r, slot[i]]` and `opp_traded[r, opp_slot[i]]` in place. Results go to
-    out[i, r, O_*]."""
+    """Every (order i, run r) pair in order (`_pair`), updating the run's `balance`,
+    `spent[r, slot[i]]` and `opp_traded[r, opp_slot[i]]` in place. Results go to out[i, r, O_*]."""
     n = fail_at.shape[0]
     nr = min_edge.shape[0]
     for i in range(n):
+        refl0 = reflect[i, 0]
+        refl1 = reflect[i, 1]
+        px0, sz0 = _ladder(row0[i, 0], refl0, bid_px, bid_sz, ask_px, ask_sz)
+        px1, sz1 = _ladder(row0[i, 1], refl1, bid_px, bid_sz, ask_px, ask_sz)
+        pxg, szg = _ladder(row1g[i], refl1, bid_px, bid_sz, ask_px, ask_sz)
+        p0 = fpar[i, 0]
+        p1 = fpar[i, 1]
         for r in range(nr):
             o = out[i, r]
             if not watch[i, r]:
                 o[O_CODE] = NOT_WATCHED
                 continue
-            ran = 0
-            passed = 0
-            code = PASSED
-            while True:
-                ran |= 1 << HAS_ORDERS
-                if fail_at[i] == HAS_ORDERS:
-                    code = HAS_ORDERS
-                    break
-                passed |= 1 << HAS_ORDERS
-                ran |= 1 << HEDGED_PAIR
-                if fail_at[i] == HEDGED_PAIR:
-                    code = HEDGED_PAIR
-                    break
-                passed |= 1 << HEDGED_PAIR
-                ran |= 1 << MIN_NET_EDGE
-                if edge[i] < min_edge[r]:
-                    code = MIN_NET_EDGE
-                    break
-                passed |= 1 << MIN_NET_EDGE
-                if not dry:  # one trade per opportunity opening (a span start never trades)
-                    ran |= 1 << UNTRADED_OPPORTUNITY
-                    if opp_traded[r, opp_slot[i]]:
-                        code = UNTRADED_OPPORTUNITY
-                        break
-                    passed |= 1 << UNTRADED_OPPORTUNITY
-                ran |= 1 << INSTRUMENT_IDS
-                if fail_at[i] == INSTRUMENT_IDS:
-                    code = INSTRUMENT_IDS
-                    break
-                passed |= 1 << INSTRUMENT_IDS
-                ran |= 1 << EXCHANGE_KEYS
-                if not keys_ok[i, r]:
-                    code = EXCHANGE_KEYS
-                    break
-                passed |= 1 << EXCHANGE_KEYS
-                ran |= 1 << EXCHANGE_VALIDATION
-                if not ev_ok[i, r]:
-                    code = EXCHANGE_VALIDATION
-                    break
-                passed |= 1 << EXCHANGE_VALIDATION
-                # max leg: each leg's size x limit within the run's max leg
-                ran |= 1 << MAX_LEG
-                lim0 = limit[i, 0]
-                lim1 = limit[i, 1]
-                size = size_req[i]
-                s0 = max_leg[r] // (lim0 * CASH_PER_PRICE_UNIT)
-                s1 = max_leg[r] // (lim1 * CASH_PER_PRICE_UNIT)
-                if s0 < size:
-                    size = s0
-                if s1 < size:
-                    size = s1
-                if size < 0:
-                    size = 0
-                o[O_SIZE] = size
-                if size <= 0:
-                    code = MAX_LEG
-                    break
-                passed |= 1 << MAX_LEG
-                # balance: the worst case, both legs at their limits, with fees
-                ran |= 1 << BALANCE
-                p0 = fpar[i, 0]
-                p1 = fpar[i, 1]
-                t0, r0 = _leg_fee(fkind[i, 0], p0[0], p0[1], p0[2], p0[3], lim0, size)
-                t1, r1 = _leg_fee(fkind[i, 1], p1[0], p1[1], p1[2], p1[3], lim1, size)
-                need = (
-                    size * (lim0 + lim1) * CASH_PER_PRICE_UNIT
-                    + _settle(fkind[i, 0], t0, r0)
-                    + _settle(fkind[i, 1], t1, r1)
-                )
-                o[O_NEED] = need
-                o[O_BALANCE] = balance[r]
-                o[O_ROOM] = room[r]
-                if need > balance[r] or room[r] <= 0:
-                    code = BALANCE
-                    break
-                passed |= 1 << BALANCE
-                ran |= 1 << DAILY_CAP
-                spent_today = spent[r, slot[i]]
-                o[O_SPENT] = spent_today
-                if spent_today + need > cap[r]:
-                    code = DAILY_CAP
-                    break
-                passed |= 1 << DAILY_CAP
-                # liquidity: leg 0 on its book as of t1
-                ran |= 1 << LIQUIDITY
-                m0, cost0, fee0, worst0 = _leg_walk(
-                    row0[i, 0], 0, i, size, limit, reflect, fkind, fpar, bid_px, bid_sz, ask_px, ask_sz
-                )
-                o[O_M0] = m0
-                o[O_COST0] = cost0
-                o[O_FEE0] = fee0
-                o[O_WORST0] = worst0
-                if m0 <= 0:
-                    code = LIQUIDITY
-                    break
-                passed |= 1 << LIQUIDITY
-                # fill edge: leg 1 on the book as of t1 for what leg 0 matched
-                ran |= 1 << FILL_EDGE
-                m1d, cost1d, fee1d, _w = _leg_walk(
-                    row0[i, 1], 1, i, m0, limit, reflect, fkind, fpar, bid_px, bid_sz, ask_px, ask_sz
-                )
-                net = (m1d * PAIR_PAYOUT_MICROS - cost0 - fee0 - cost1d - fee1d) // m0
-                o[O_M1D] = m1d
-                o[O_COST1D] = cost1d
-                o[O_FEE1D] = fee1d
-                o[O_NET] = net
-                if net < min_edge[r]:
-                    code = FILL_EDGE
-                    break
-                passed |= 1 << FILL_EDGE
-                break
-            o[O_CODE] = code
-            o[O_RUN] = ran
-            o[O_PASS] = passed
-            if code != PASSED or dry:
-                continue
-            # the fill: leg 1 walks its book as of t1 + the leg gap
-            m1, cost1, fee1, worst1 = _leg_walk(
-                row1g[i], 1, i, o[O_M0], limit, reflect, fkind, fpar, bid_px, bid_sz, ask_px, ask_sz
-            )
-            o[O_M1] = m1
-            o[O_COST1] = cost1
-            o[O_FEE1] = fee1
-            o[O_WORST1] = worst1
-            exposure = 0
-            if m1 < o[O_M0]:  # broken pair: leg 0's contracts beyond the hedge are naked
-                _h, cost0h, fee0h, _wh = _leg_walk(
-                    row0[i, 0], 0, i, m1, limit, reflect, fkind, fpar, bid_px, bid_sz, ask_px, ask_sz
-                )
-                exposure = o[O_COST0] + o[O_FEE0] - cost0h - fee0h
-            o[O_EXPOSURE] = exposure
-            total = o[O_COST0] + o[O_FEE0] + cost1 + fee1
-            balance[r] -= total
-            spent[r, slot[i]] += total
-            room[r] -= 1
-            opp_traded[r, opp_slot[i]] = True
+            total = _pair(
+                fail_at[i], edge[i], size_req[i],
+                limit[i, 0], refl0, fkind[i, 0], p0[0], p0[1], p0[2], p0[3],
+                limit[i, 1], refl1, fkind[i, 1], p1[0], p1[1], p1[2], p1[3],
+                px0, sz0, px1, sz1, pxg, szg,
+                keys_ok[i, r], ev_ok[i, r], min_edge[r], max_leg[r], cap[r],
+                balance[r], spent[r, slot[i]], room[r], opp_traded[r, opp_slot[i]], dry, o,
+            )  # fmt: skip
+            if total >= 0:
+                balance[r] -= total
+                spent[r, slot[i]] += total
+                room[r] -= 1
+                opp_traded[r, opp_slot[i]] = True
+
+
+# columns of `_kernel_one`'s per-run matrix
+R_KEYS, R_EV, R_MIN_EDGE, R_MAX_LEG, R_CAP, R_BALANCE, R_SPENT, R_ROOM, R_TRADED = range(9)
+
+
+@njit(cache=True)
+def _kernel_one(
+    fail: int,
+    edge: int,
+    size_req: int,
+    lim0: int,
+    refl0: bool,
+    k0: int,
+    a0: int,
+    b0: int,
+    c0: int,
+    d0: int,
+    lim1: int,
+    refl1: bool,
+    k1: int,
+    a1: int,
+    b1: int,
+    c1: int,
+    d1: int,
+    px0: np.ndarray,
+    sz0: np.ndarray,
+    px1: np.ndarray,
+    sz1: np.ndarray,
+    pxg: np.ndarray,
+    szg: np.ndarray,
+    rs: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """One intent for every run in `rs` (one row per run, columns R_*): `_pair` for each, the
+    run's balance, spent and traded updated in `rs` when it fills. Results go to out[r, O_*]."""
+    for r in range(rs.shape[0]):
+        s = rs[r]
+        total = _pair(
+            fail, edge, size_req, lim0, refl0, k0, a0, b0, c0, d0, lim1, refl1, k1, a1, b1, c1, d1,
+            px0, sz0, px1, sz1, pxg, szg,
+            s[R_KEYS] != 0, s[R_EV] != 0, s[R_MIN_EDGE], s[R_MAX_LEG], s[R_CAP], s[R_BALANCE], s[R_SPENT],
+            s[R_ROOM], s[R_TRADED] != 0, False, out[r],
+        )  # fmt: skip
+        if total >= 0:
+            s[R_BALANCE] -= total
+            s[R_SPENT] += total
+            s[R_ROOM] -= 1
+            s[R_TRADED] = 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,17 +690,38 @@ class RunOutcome:
     for the run's `RunSnapshot.traded`."""
 
 
-@dataclass(slots=True)
-class Prepared:
-    """A batch of orders as columns, with the books their legs walk and the intent-only checks."""
+@dataclass(slots=True, kw_only=True)
+class OrderLists:
+    """Orders as plain lists, what naming their decisions and building their trades reads (one
+    element per order; the batch's `Prepared` and the hot path's `PreparedOne` both carry them)."""
 
     orders: Sequence[Order]
     source: DecisionSource
     n: int
-    order_id: np.ndarray
-    """Object array: intent ids, or opportunity ids for success spans."""
+    order_id_l: list[str]
+    """Intent ids, or opportunity ids for success spans."""
     opp_id: list[str]
     opp_key: list[str]
+    edge_l: list[int]
+    ts_l: list[int]
+    book_ts_l: list[int]
+    day_l: list[int]
+    limit_l: list[list[int]]
+    fail_detail: list[str]
+    leg_venues: list[tuple[str, ...]]
+    row0_l: list[list[int]]
+    """Per order and leg: its book row as of t1 (−1: no book held)."""
+    row_ts0_l: list[list[int]]
+    row_ts1g_l: list[int]
+    ev_detail: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class Prepared(OrderLists):
+    """A batch of orders as columns, with the books their legs walk and the intent-only checks."""
+
+    order_id: np.ndarray
+    """Object array of `order_id_l`."""
     opp_slot: np.ndarray
     """Per order: its opportunity id's index in `opp_uniq` (the untraded_opportunity check's slot)."""
     opp_uniq: dict[str, int]
@@ -623,12 +732,10 @@ class Prepared:
     size: np.ndarray
     day: np.ndarray
     fail_at: np.ndarray
-    fail_detail: list[str]
     limit: np.ndarray
     reflect: np.ndarray
     fkind: np.ndarray
     fpar: np.ndarray
-    leg_venues: list[tuple[str, ...]]
     row0: np.ndarray
     row1g: np.ndarray
     row_ts0: np.ndarray
@@ -636,13 +743,24 @@ class Prepared:
     pool: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     ev_ok: np.ndarray
     """Bus/off exchange validation per order (live: filled per run by the service)."""
-    ev_detail: dict[int, str] = field(default_factory=dict)
-    limit_l: list[list[int]] = field(default_factory=list)
-    edge_l: list[int] = field(default_factory=list)
-    day_l: list[int] = field(default_factory=list)
-    order_id_l: list[str] = field(default_factory=list)
-    ts_l: list[int] = field(default_factory=list)
-    book_ts_l: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class PreparedOne(OrderLists):
+    """One intent for `Engine.decide_one`: the kernel's scalars and the ladder rows its legs walk."""
+
+    fail: int
+    edge: int
+    size: int
+    leg0: tuple[int, ...]
+    """(limit, buys NO, fee kind, a, b, c, d) of leg 0 (zeros unless hedged_pair passed)."""
+    leg1: tuple[int, ...]
+    ladders: tuple[np.ndarray, ...]
+    """(px, sz) of leg 0 as of t1, leg 1 as of t1, leg 1 as of t1 + the leg gap (empty: no book)."""
+    ev_ok: bool
+    books_behind: bool
+    """An order passing the intent-only checks whose legs have no book at or after its `book_ts`
+    (the book detect priced it on has not reached this engine yet)."""
 
 
 class Engine:
@@ -684,6 +802,41 @@ class Engine:
             self._fee_cache[key] = out
             return out
 
+    def _check_order(self, o: Order, what: str) -> tuple[int, str, list[tuple[int, ...]]]:
+        """The intent-only checks of one order: INTENT_OK or the check it fails, the failure's
+        detail, and per leg (limit, buys NO, fee kind, a, b, c, d) — empty unless hedged_pair
+        passes."""
+        legs = o.legs
+        if not legs:
+            return HAS_ORDERS, f"the {what} has no orders (legs)", []
+        if len(legs) != 2:
+            return HEDGED_PAIR, f"a hedged pair has 2 legs, this {what} has {len(legs)}", []
+        if legs[0].outcome == legs[1].outcome:
+            return HEDGED_PAIR, f"outcomes {[legs[0].outcome, legs[1].outcome]} are not one YES and one NO", []
+        if o.size <= 0:
+            return HEDGED_PAIR, f"size={o.size} must be positive", []
+        out: list[tuple[int, ...]] = []
+        for k, leg in enumerate(legs):
+            if leg.side != "buy":
+                return HEDGED_PAIR, f"leg {k} side {leg.side!r}: the paper trader buys both legs", []
+            if not 0 < leg.limit_px < PRICE_SCALE:
+                return HEDGED_PAIR, f"leg {k} limit_px={leg.limit_px} is outside (0, {PRICE_SCALE})", []
+            fee = self._fee_of(leg.venue, leg.instrument)
+            if fee is None:
+                known = ", ".join(sorted(self.default_fees))
+                return HEDGED_PAIR, f"leg {k} venue {leg.venue!r} has no fee model (known: {known})", []
+            if isinstance(fee, str):
+                return HEDGED_PAIR, f"leg {k} {leg.venue} {leg.instrument}: {fee}", []
+            if o.size > fee[5]:
+                return HEDGED_PAIR, f"size={o.size} is too large to compute leg {k}'s {leg.venue} fee exactly", []
+            out.append((leg.limit_px, leg.outcome == "no", *fee[:5]))
+        for k, leg in enumerate(legs):
+            if not leg.instrument:
+                return INSTRUMENT_IDS, f"leg {k} ({leg.venue}) has no {_id_kind(leg.venue)}", out
+            if _WS.search(leg.instrument):
+                return INSTRUMENT_IDS, f"leg {k} {_id_kind(leg.venue)} {leg.instrument!r} contains whitespace", out
+        return INTENT_OK, "", out
+
     def prepare(self, orders: Sequence[Order], source: DecisionSource = "intent") -> Prepared:
         """Columns, intent-only checks and book lookups for a batch (orders in stream order).
 
@@ -698,86 +851,41 @@ class Engine:
         legs_l: list[tuple[int, ...]] = [no_leg] * (2 * n)
         keys: list[tuple[str, str]] = []
         key_of: dict[tuple[str, str], int] = {}
-        leg_venues: list[tuple[str, ...]] = []
         span = source != "intent"
         ids = [o.opportunity_id if span else o.id for o in orders]
         opp_id = [o.opportunity_id for o in orders]
         opp_uniq: dict[str, int] = {}
         opp_slot = np.array([opp_uniq.setdefault(x, len(opp_uniq)) for x in opp_id], np.int64)
-        opp_key = [o.opportunity_key for o in orders]
-        fee_of = self._fee_of
-        ws = _WS.search
+        leg_venues = [tuple(leg.venue for leg in o.legs) for o in orders]
+        check = self._check_order
         for i, o in enumerate(orders):
-            legs = o.legs
-            leg_venues.append(tuple(leg.venue for leg in legs))
-            if not legs:
-                fail_l[i] = HAS_ORDERS
-                fail_detail[i] = f"the {what} has no orders (legs)"
+            fail, detail, legs = check(o, what)
+            if fail != INTENT_OK:
+                fail_l[i] = fail
+                fail_detail[i] = detail
+                if legs:  # instrument ids: the legs' values stay, without a book
+                    legs_l[2 * i] = (*legs[0], -1)
+                    legs_l[2 * i + 1] = (*legs[1], -1)
                 continue
-            problem = ""
-            if len(legs) != 2:
-                problem = f"a hedged pair has 2 legs, this {what} has {len(legs)}"
-            elif legs[0].outcome == legs[1].outcome:
-                problem = f"outcomes {[legs[0].outcome, legs[1].outcome]} are not one YES and one NO"
-            elif o.size <= 0:
-                problem = f"size={o.size} must be positive"
-            else:
-                for k, leg in enumerate(legs):
-                    if leg.side != "buy":
-                        problem = f"leg {k} side {leg.side!r}: the paper trader buys both legs"
-                        break
-                    if not 0 < leg.limit_px < PRICE_SCALE:
-                        problem = f"leg {k} limit_px={leg.limit_px} is outside (0, {PRICE_SCALE})"
-                        break
-                    fee = fee_of(leg.venue, leg.instrument)
-                    if fee is None:
-                        known = ", ".join(sorted(self.default_fees))
-                        problem = f"leg {k} venue {leg.venue!r} has no fee model (known: {known})"
-                        break
-                    if isinstance(fee, str):
-                        problem = f"leg {k} {leg.venue} {leg.instrument}: {fee}"
-                        break
-                    if o.size > fee[5]:
-                        problem = f"size={o.size} is too large to compute leg {k}'s {leg.venue} fee exactly"
-                        break
-                    inst = leg.instrument
-                    if not inst or ws(inst):
-                        key_id = -1
-                    else:
-                        key = (leg.venue, inst)
-                        key_id = key_of.get(key, -1)
-                        if key_id < 0:
-                            key_id = key_of[key] = len(keys)
-                            keys.append(key)
-                    legs_l[2 * i + k] = (leg.limit_px, leg.outcome == "no", *fee[:5], key_id)
-            if problem:
-                fail_l[i] = HEDGED_PAIR
-                fail_detail[i] = problem
-                legs_l[2 * i] = legs_l[2 * i + 1] = no_leg
-                continue
-            for k, leg in enumerate(legs):
-                if legs_l[2 * i + k][7] >= 0:
-                    continue
-                if not leg.instrument:
-                    fail_detail[i] = f"leg {k} ({leg.venue}) has no {_id_kind(leg.venue)}"
-                else:
-                    fail_detail[i] = f"leg {k} {_id_kind(leg.venue)} {leg.instrument!r} contains whitespace"
-                fail_l[i] = INSTRUMENT_IDS
-                break
+            for k, (leg, values) in enumerate(zip(o.legs, legs, strict=True)):
+                key = (leg.venue, leg.instrument)
+                key_id = key_of.get(key, -1)
+                if key_id < 0:
+                    key_id = key_of[key] = len(keys)
+                    keys.append(key)
+                legs_l[2 * i + k] = (*values, key_id)
         leg_arr = np.array(legs_l, np.int64).reshape(n, 2, 8) if n else np.zeros((0, 2, 8), np.int64)
         limit = np.ascontiguousarray(leg_arr[:, :, 0])
         reflect = leg_arr[:, :, 1].astype(np.bool_)
         fkind = np.ascontiguousarray(leg_arr[:, :, 2])
         fpar = np.ascontiguousarray(leg_arr[:, :, 3:7])
         key_idx = np.ascontiguousarray(leg_arr[:, :, 7])
-        fail_at = np.array(fail_l, np.int64)
-        key_idx[fail_at != INTENT_OK] = -1
         order_id = np.empty(n, object)
         order_id[:] = ids
-        ts = np.fromiter((o.ts for o in orders), np.int64, n)
-        book_ts = np.fromiter((o.book_ts for o in orders), np.int64, n)
-        edge = np.fromiter((o.net_edge_per_contract_micros for o in orders), np.int64, n)
-        size = np.fromiter((o.size for o in orders), np.int64, n)
+        ts_l = [o.ts for o in orders]
+        book_ts_l = [o.book_ts for o in orders]
+        edge_l = [o.net_edge_per_contract_micros for o in orders]
+        book_ts = np.array(book_ts_l, np.int64)
         # the books: each leg as of t1, leg 1 also as of t1 + the leg gap
         t1 = book_ts + self.s.latency_ns
         q_keys = np.concatenate([key_idx[:, 0], key_idx[:, 1], key_idx[:, 1]])
@@ -785,41 +893,45 @@ class Engine:
         found = self.books.lookup(keys, q_keys, q_ts)
         row0 = np.ascontiguousarray(found.row[: 2 * n].reshape(2, n).T)
         row_ts0 = np.ascontiguousarray(found.book_ts[: 2 * n].reshape(2, n).T)
-        pool = (found.bid_px, found.bid_sz, found.ask_px, found.ask_sz)
+        row_ts1g = found.book_ts[2 * n :].copy()
+        day = book_ts // NS_PER_DAY
         prep = Prepared(
             orders=orders,
             source=source,
             n=n,
-            order_id=order_id,
+            order_id_l=ids,
             opp_id=opp_id,
-            opp_key=opp_key,
+            opp_key=[o.opportunity_key for o in orders],
+            edge_l=edge_l,
+            ts_l=ts_l,
+            book_ts_l=book_ts_l,
+            day_l=day.tolist(),
+            limit_l=limit.tolist(),
+            fail_detail=fail_detail,
+            leg_venues=leg_venues,
+            row0_l=row0.tolist(),
+            row_ts0_l=row_ts0.tolist(),
+            row_ts1g_l=row_ts1g.tolist(),
+            order_id=order_id,
             opp_slot=opp_slot,
             opp_uniq=opp_uniq,
-            ts=ts,
+            ts=np.array(ts_l, np.int64),
             book_ts=book_ts,
-            edge=edge,
-            size=size,
-            day=book_ts // NS_PER_DAY,
-            fail_at=fail_at,
-            fail_detail=fail_detail,
+            edge=np.array(edge_l, np.int64),
+            size=np.array([o.size for o in orders], np.int64),
+            day=day,
+            fail_at=np.array(fail_l, np.int64),
             limit=limit,
             reflect=reflect,
             fkind=fkind,
             fpar=fpar,
-            leg_venues=leg_venues,
             row0=row0,
             row1g=found.row[2 * n :].copy(),
             row_ts0=row_ts0,
-            row_ts1g=found.book_ts[2 * n :].copy(),
-            pool=pool,
+            row_ts1g=row_ts1g,
+            pool=(found.bid_px, found.bid_sz, found.ask_px, found.ask_sz),
             ev_ok=np.ones(n, np.bool_),
         )
-        prep.limit_l = limit.tolist()
-        prep.edge_l = edge.tolist()
-        prep.day_l = prep.day.tolist()
-        prep.order_id_l = ids
-        prep.ts_l = ts.tolist()
-        prep.book_ts_l = book_ts.tolist()
         if self.s.validation == "bus":
             self._bus_validation(prep, keys, key_idx, t1)
         return prep
@@ -837,26 +949,85 @@ class Engine:
         fails = bad.any(axis=1) & (prep.fail_at == INTENT_OK)
         prep.ev_ok = ~fails
         for i in np.flatnonzero(fails).tolist():
-            legs = prep.orders[i].legs
-            for k in (0, 1):
-                if not bad[i, k]:
+            k = 0 if bad[i, 0] else 1
+            prep.ev_detail[i] = self._ev_detail(
+                prep.orders[i].legs[k], k, int(t1[i]), int(prep.row0[i, k]) >= 0, int(age[i, k])
+            )
+
+    def _ev_detail(self, leg: Leg, k: int, t1: int, held: bool, age: int) -> str:
+        """Why leg k fails exchange validation against the bus (its book `held` at t1, `age` ns old)."""
+        name = f"leg {k} {leg.venue} {leg.instrument}"
+        status = self.facts.closed(leg.venue, leg.instrument)
+        if status:
+            return f"{name}: the market is {status} (latest MarketInfo status)"
+        if not held:
+            return f"{name}: no book held at or before the fill time {iso(t1)}"
+        if age > self.s.max_book_age_ns:
+            return (
+                f"{name}: the latest book is {age / 1e9:.3f}s older than the fill time "
+                f"(max {self.s.max_book_age_ns / 1e9:g}s)"
+            )
+        return f"{name}: no {leg.outcome.upper()} depth at or below the limit {price(leg.limit_px)}"
+
+    def prepare_one(self, order: Intent) -> PreparedOne:
+        """`prepare` for one intent (the hot path's): the same checks, book rows and bus validation,
+        as scalars and ladder rows for `decide_one` rather than a batch's columns. The ladders are
+        views into the book history: decide before the next book is added."""
+        fail, detail, legs = self._check_order(order, "intent")
+        leg0, leg1 = legs if legs else (_NO_LEG, _NO_LEG)
+        row0, row_ts0, row_ts1g = [-1, -1], [0, 0], 0
+        ladders = [_EMPTY_LADDER] * 6
+        ev_detail: dict[int, str] = {}
+        if fail == INTENT_OK:
+            t1 = order.book_ts + self.s.latency_ns
+            for q, (k, t) in enumerate(((0, t1), (1, t1), (1, t1 + self.s.leg_gap_ns))):
+                leg = order.legs[k]
+                found = self.books.row_at(leg.venue, leg.instrument, t)
+                if found is None:
                     continue
-                leg = legs[k]
-                name = f"leg {k} {leg.venue} {leg.instrument}"
-                status = self.facts.closed(leg.venue, leg.instrument)
-                if status:
-                    detail = f"{name}: the market is {status} (latest MarketInfo status)"
-                elif prep.row0[i, k] < 0:
-                    detail = f"{name}: no book held at or before the fill time {iso(int(t1[i]))}"
-                elif age[i, k] > self.s.max_book_age_ns:
-                    detail = (
-                        f"{name}: the latest book is {age[i, k] / 1e9:.3f}s older than the fill time "
-                        f"(max {self.s.max_book_age_ns / 1e9:g}s)"
-                    )
+                ladders[2 * q : 2 * q + 2] = found[1:3] if legs[k][1] else found[3:5]
+                if q < 2:
+                    row0[k], row_ts0[k] = 0, found[0]
                 else:
-                    detail = f"{name}: no {leg.outcome.upper()} depth at or below the limit {price(leg.limit_px)}"
-                prep.ev_detail[i] = detail
-                break
+                    row_ts1g = found[0]
+            if self.s.validation == "bus":
+                for k, leg in enumerate(order.legs):
+                    held, age = row0[k] >= 0, t1 - row_ts0[k]
+                    if (
+                        not held
+                        or age > self.s.max_book_age_ns
+                        or self.facts.closed(leg.venue, leg.instrument)
+                        or _row_depth(ladders[2 * k], ladders[2 * k + 1], bool(legs[k][1]), legs[k][0]) <= 0
+                    ):
+                        ev_detail[0] = self._ev_detail(leg, k, t1, held, age)
+                        break
+        return PreparedOne(
+            orders=[order],
+            source="intent",
+            n=1,
+            order_id_l=[order.id],
+            opp_id=[order.opportunity_id],
+            opp_key=[order.opportunity_key],
+            edge_l=[order.net_edge_per_contract_micros],
+            ts_l=[order.ts],
+            book_ts_l=[order.book_ts],
+            day_l=[order.book_ts // NS_PER_DAY],
+            limit_l=[[leg0[0], leg1[0]]],
+            fail_detail=[detail],
+            leg_venues=[tuple(leg.venue for leg in order.legs)],
+            row0_l=[row0],
+            row_ts0_l=[row_ts0],
+            row_ts1g_l=[row_ts1g],
+            ev_detail=ev_detail,
+            fail=fail,
+            edge=order.net_edge_per_contract_micros,
+            size=order.size,
+            leg0=leg0,
+            leg1=leg1,
+            ladders=tuple(ladders),
+            ev_ok=not ev_detail,
+            books_behind=fail == INTENT_OK and max(row_ts0) < order.book_ts,
+        )
 
     # -- per run -----------------------------------------------------------------------------
 
@@ -920,7 +1091,6 @@ class Engine:
             return [None] * nr
         slot_of: dict[int, int] = {}
         slot_l = [slot_of.setdefault(d, len(slot_of)) for d in prep.day_l]
-        days = np.array(list(slot_of), np.int64)
         slot = np.array(slot_l, np.int64)
         spent = np.array([[run.spent_by_day.get(d, 0) for d in slot_of] for run in runs], np.int64).reshape(
             nr, len(slot_of)
@@ -966,26 +1136,66 @@ class Engine:
             now = time.time_ns()
         outcomes: list[RunOutcome | None] = []
         memo: dict[tuple, str] = {}
+        days = list(slot_of)
+        spent_l = spent.tolist()
         for r, (run, col) in enumerate(zip(runs, watch_c.T.tolist(), strict=True)):
             sel_l = [i for i, w in enumerate(col) if w]
             if not sel_l:
                 outcomes.append(None)
                 continue
             rows = out[:, r].tolist() if len(sel_l) == n else out[sel_l, r].tolist()
-            outcomes.append(self._outcome(prep, run, r, sel_l, rows, now, int(balance[r]), spent[r], days, live, memo))
+            outcomes.append(
+                self._outcome(prep, run, r, sel_l, rows, now, int(balance[r]), spent_l[r], days, live, memo)
+            )
         return outcomes
+
+    def decide_one(self, one: PreparedOne, runs: Sequence[RunLimits], now: int | None = None) -> list[RunOutcome]:
+        """`decide` for one intent and the runs watching it (the hot path's lone intent): the same
+        checks and fills (`_pair`, as the batch kernel runs them), without a batch's columns. `now`
+        as in `decide`. Live validation needs `decide`'s per-run results: not here."""
+        if self.s.validation == "live":
+            raise ValueError("decide_one cannot validate against live venues: use decide with live results")
+        day = one.day_l[0]
+        oid = one.opp_id[0]
+        rs = np.array(
+            [
+                (
+                    True,  # exchange_keys: required with live validation only
+                    one.ev_ok,
+                    r.min_net_edge_micros,
+                    r.max_leg_micros,
+                    r.daily_cap_micros,
+                    r.balance_micros,
+                    r.spent_by_day.get(day, 0),
+                    MAX_PENDING - r.pending,
+                    oid in r.traded,
+                )
+                for r in runs
+            ],
+            np.int64,
+        ).reshape(len(runs), R_TRADED + 1)
+        out = np.zeros((len(runs), N_OUT), np.int64)
+        _kernel_one(one.fail, one.edge, one.size, *one.leg0, *one.leg1, *one.ladders, rs, out)
+        if now is None:
+            now = time.time_ns()
+        rows, state = out.tolist(), rs.tolist()
+        memo: dict[tuple, str] = {}
+        return [
+            self._outcome(one, run, r, [0], [rows[r]], now, state[r][R_BALANCE], [state[r][R_SPENT]], [day], None, memo)
+            for r, run in enumerate(runs)
+        ]
 
     def _outcome(
         self,
-        prep: Prepared,
+        prep: OrderLists,
         run: RunLimits,
         r: int,
         sel_l: list[int],
         rows: list[list[int]],
         now: int,
         balance: int,
-        spent: np.ndarray,
-        days: np.ndarray,
+        spent: list[int],
+        days: list[int],
         live: tuple[np.ndarray, dict[tuple[int, int], str]] | None,
         memo: dict[tuple, str],
     ) -> RunOutcome:
@@ -1016,7 +1226,11 @@ class Engine:
                 trades.append(trade)
                 trade_ids.append(trade.id)
                 traded[prep.opp_id[i]] = prep.ts_l[i]
-                details.append(_taken_detail(trade))
+                key = (PASSED, i, *row[O_SIZE : O_EXPOSURE + 1])
+                text = memo.get(key)
+                if text is None:
+                    text = memo[key] = _taken_detail(trade)
+                details.append(text)
                 fees += trade.fee_micros
                 exposure += trade.exposure_micros
                 broken += trade.broken
@@ -1049,7 +1263,7 @@ class Engine:
         spent_by_day = run.spent_by_day
         if trades:
             spent_by_day = dict(spent_by_day)
-            for d, v in zip(days.tolist(), spent.tolist(), strict=True):
+            for d, v in zip(days, spent, strict=True):
                 if v:
                     spent_by_day[d] = v
         return RunOutcome(
@@ -1064,7 +1278,7 @@ class Engine:
             traded=traded,
         )
 
-    def _trade(self, prep: Prepared, run: RunLimits, i: int, o: list[int], decision_id: str, now: int) -> PaperTrade:
+    def _trade(self, prep: OrderLists, run: RunLimits, i: int, o: list[int], decision_id: str, now: int) -> PaperTrade:
         """The PaperTrade of a taken decision (kernel results in the row `o`)."""
         order = prep.orders[i]
         leg0, leg1 = order.legs
@@ -1074,9 +1288,9 @@ class Engine:
         fee = o[O_FEE0] + o[O_FEE1]
         payout = m1 * PAIR_PAYOUT_MICROS
         legs = [
-            _leg_fill(leg0, size, m0, o[O_COST0], o[O_FEE0], o[O_WORST0], executed_at, int(prep.row_ts0[i, 0])),
+            _leg_fill(leg0, size, m0, o[O_COST0], o[O_FEE0], o[O_WORST0], executed_at, prep.row_ts0_l[i][0]),
             _leg_fill(
-                leg1, m0, m1, o[O_COST1], o[O_FEE1], o[O_WORST1], executed_at + self.s.leg_gap_ns, int(prep.row_ts1g[i])
+                leg1, m0, m1, o[O_COST1], o[O_FEE1], o[O_WORST1], executed_at + self.s.leg_gap_ns, prep.row_ts1g_l[i]
             ),
         ]
         return PaperTrade(
@@ -1107,7 +1321,7 @@ class Engine:
     def _fail_detail(
         self,
         code: int,
-        prep: Prepared,
+        prep: OrderLists,
         i: int,
         run: RunLimits,
         r: int,
@@ -1143,7 +1357,7 @@ class Engine:
         return text
 
     @staticmethod
-    def _format_fail(code: int, prep: Prepared, i: int, run: RunLimits, o: list[int]) -> str:
+    def _format_fail(code: int, prep: OrderLists, i: int, run: RunLimits, o: list[int]) -> str:
         if code == MIN_NET_EDGE:
             return f"net edge {cents(prep.edge_l[i])}/contract < minimum {cents(run.min_net_edge_micros)}"
         if code == EXCHANGE_KEYS:
@@ -1172,11 +1386,11 @@ class Engine:
             )
         leg0 = prep.orders[i].legs[0]
         if code == LIQUIDITY:
-            if prep.row0[i, 0] < 0:
+            if prep.row0_l[i][0] < 0:
                 return f"leg 0 {leg0.venue} {leg0.instrument}: no book held at the fill time"
             return (
                 f"leg 0 {leg0.venue} {leg0.outcome.upper()}: no depth at or below the limit {price(lim0)} "
-                f"on the book of {iso(int(prep.row_ts0[i, 0]))}"
+                f"on the book of {iso(prep.row_ts0_l[i][0])}"
             )
         return (
             f"the fill nets {cents(o[O_NET])}/contract after fees < minimum {cents(run.min_net_edge_micros)} "
@@ -1212,3 +1426,4 @@ def warm_up() -> None:
     for source in ("intent", "success_span"):
         prep = engine.prepare([order], source)  # type: ignore[arg-type]
         engine.decide(prep, [run], np.ones((1, 1), np.bool_), NS_PER_DAY)
+    engine.decide_one(engine.prepare_one(order), [run], NS_PER_DAY)

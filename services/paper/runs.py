@@ -29,6 +29,7 @@ Rules decided here (the HTTP API relies on them; `new_config` and `PaperRun.watc
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import math
@@ -330,7 +331,7 @@ class PaperRun:
         if len(orders) <= SMALL_BATCH:  # the hot path's one or two intents: numpy's per-call cost dominates
             seq_l = None if seqs is None else seqs.tolist()
             return np.array(
-                [(seq_l is None or seq_l[i] > last_seq) and self._admits(o, skip) for i, o in enumerate(orders)],
+                [(seq_l is None or seq_l[i] > last_seq) and self.admits(o, skip) for i, o in enumerate(orders)],
                 np.bool_,
             )
         m = (ts >= cfg.started_at) & (ts < cfg.ends_at)
@@ -346,7 +347,7 @@ class PaperRun:
                 m[i] = not (skip and o.id in skip) and self._matches(o)
         return m
 
-    def _admits(self, o: Intent | Opportunity, skip: Mapping[str, int] | None) -> bool:
+    def admits(self, o: Intent | Opportunity, skip: Mapping[str, int] | None) -> bool:
         """`watches` for one order, its sequence aside."""
         cfg = self.config
         return (
@@ -425,18 +426,15 @@ class PaperRun:
                         pnl_micros=s.pnl_micros,
                     )
                 )
-                pending.append(
-                    PendingSettlement(
-                        trade_id=t.id, settled_at=t.settled_at, payout_micros=t.payout_micros, pnl_micros=t.pnl_micros
-                    )
+                settlement = PendingSettlement(
+                    trade_id=t.id, settled_at=t.settled_at, payout_micros=t.payout_micros, pnl_micros=t.pnl_micros
                 )
+                bisect.insort(pending, settlement, key=_settled_at)  # kept in settlement order
                 unsettled += t.payout_micros
             if balance != outcome.balance_micros:  # the kernel and the trades must agree to the micro-dollar
                 raise AssertionError(
                     f"run {self.run_id}: balance {balance} from the trades, {outcome.balance_micros} from the engine"
                 )
-            if trades:
-                pending.sort(key=lambda p: p.settled_at)
             if outcome.traded:
                 values["traded"] = _traded(s.traded, outcome.traded)
             values.update(
@@ -552,3 +550,7 @@ class PaperRun:
         if self.snap.version < self.stored_version:
             self.snap = msgspec.structs.replace(self.snap, version=self.stored_version)
         return done
+
+
+def _settled_at(p: PendingSettlement) -> int:
+    return p.settled_at

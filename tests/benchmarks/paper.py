@@ -5,10 +5,13 @@
   service's start until its durable consumer has acked the last one). Each intent is decided by all
   5 runs: every decision and trade is in a RunUpdate stored in JetStream before the intent is acked.
 - `paper.intent_to_decision_made_p50` / `_p99 @<rate>/s`: intents published at a steady rate (250,
-  500 and 1,000 a second, 5 s each) by another process, which subscribes to `paper.update.>` and
+  500 and 1,000 a second; ROUNDS rounds of 5 s each, the median round's figure, and the worst
+  round's p99 as `_p99_worst_round`) by another process, which subscribes to `paper.update.>` and
   takes, per decision, the time from the intent's `ts` (stamped just before publishing) to the
   decision's own `ts` (stamped by the paper service once the engine's kernel has decided it): core
   NATS delivery to the hot path, the checks and the fills. Wall clock of one machine, both processes.
+  The probe only keeps the updates while it publishes and decodes them afterwards: decoding them
+  as they came delayed its own publishes, which the figure then counted as paper's latency.
 - `paper.intent_to_decision_p50` / `_p99 @<rate>/s`: the same decisions, to the arrival of the
   RunUpdate carrying them (stored in JetStream first; a run's updates go out at most every 20 ms).
 - `paper.hot_path_fraction @<rate>/s`: the probe's intents decided from their core-NATS copy (the
@@ -165,35 +168,44 @@ async def service_figures(
         figures.append(("paper.decisions_per_s", RUNS * n / (t_done - t_started), "decisions/s"))
         figures.append(("paper.startup_s (load runs, catch up books)", t_started - t0, "s"))
         figures.append(("paper.taken_fraction", taken / decisions, ""))
-        # steady-rate latency, measured by another process, at each rate
+        # steady-rate latency, measured by another process, at each rate, in rounds
         for k, rate in enumerate(rates):
-            await asyncio.sleep(2.5)  # the trades before settle first
+            probes = []
             hot_before = service.hot_decided
-            cpu0 = time.process_time()
-            probe = await run_probe(stack.nats_url, rate, latency_s, t_book, prefix=f"p{k}")
-            intents_sent = max(1, round(rate * latency_s))
-            cpu = time.process_time() - cpu0
+            cpu = 0.0
+            for j in range(ROUNDS):
+                await asyncio.sleep(2.5)  # the trades before settle first
+                cpu0 = time.process_time()
+                probes.append(await run_probe(stack.nats_url, rate, latency_s, t_book, prefix=f"p{k}r{j}"))
+                cpu += time.process_time() - cpu0
+            intents_sent = max(1, round(rate * latency_s)) * ROUNDS
             at = f"@{rate:g}/s"
+            figures += latency_lines(
+                probes, at, "decided_", "paper.intent_to_decision_made", "intent published -> decided"
+            )
+            figures += latency_lines(probes, at, "", "paper.intent_to_decision", "-> its RunUpdate stored and received")
             figures += [
-                (
-                    f"paper.intent_to_decision_made_p50 {at} (intent published -> decided)",
-                    probe["decided_p50_ms"],
-                    "ms",
-                ),
-                (
-                    f"paper.intent_to_decision_made_p99 {at} (intent published -> decided)",
-                    probe["decided_p99_ms"],
-                    "ms",
-                ),
-                (f"paper.intent_to_decision_p50 {at} (-> its RunUpdate stored and received)", probe["p50_ms"], "ms"),
-                (f"paper.intent_to_decision_p99 {at} (-> its RunUpdate stored and received)", probe["p99_ms"], "ms"),
-                (f"paper.latency_rate_offered {at}", probe["rate"], "intents/s"),
+                (f"paper.latency_rate_offered {at}", float(np.mean([p["rate"] for p in probes])), "intents/s"),
                 (f"paper.hot_path_fraction {at}", (service.hot_decided - hot_before) / intents_sent, ""),
                 (f"paper.service_cpu_per_intent {at} (5 runs, stored)", cpu / intents_sent * 1e6, "us"),
             ]
     finally:
         await stack.close()
     return figures
+
+
+def latency_lines(
+    probes: list[dict[str, float]], at: str, key: str, name: str, what: str
+) -> list[tuple[str, float, str]]:
+    """p50 and p99 of the median round, and the worst round's p99 (this machine's noise, in one line)."""
+    p50 = float(np.median([p[f"{key}p50_ms"] for p in probes]))
+    p99s = [p[f"{key}p99_ms"] for p in probes]
+    rounds = f"median of {len(probes)} rounds"
+    return [
+        (f"{name}_p50 {at} ({what}; {rounds})", p50, "ms"),
+        (f"{name}_p99 {at} ({what}; {rounds})", float(np.median(p99s)), "ms"),
+        (f"{name}_p99_worst_round {at}", float(max(p99s)), "ms"),
+    ]
 
 
 async def publish_raw(bus: Bus, payloads: list[bytes], ids: list[str], window: int = 2_000) -> None:
@@ -213,18 +225,24 @@ async def probe(url: str, rate: float, seconds: float, book_ts: int, prefix: str
     bus = await Bus.connect(url, name="bench-probe")
     lat: list[int] = []
     decided: list[int] = []
+    received: list[tuple[int, bytes]] = []
     want = 0
     dec = codec.decoder(RunUpdate)
     done = asyncio.Event()
 
-    async def on_update(msg: Any) -> None:
-        arrived = time.time_ns()
-        d = dec.decode(msg.data).decisions
+    def take(arrived: int, data: bytes) -> None:
+        d = dec.decode(data).decisions
         for intent_id, ts, at in zip(d.intent_id, d.intent_ts, d.ts, strict=True):
             if intent_id.startswith(prefix):
                 lat.append(arrived - ts)
                 decided.append(at - ts)
-        if want and len(lat) >= want:
+
+    async def on_update(msg: Any) -> None:
+        if not want:  # publishing: the update is read afterwards, so the probe's loop stays free to publish
+            received.append((time.time_ns(), msg.data))
+            return
+        take(time.time_ns(), msg.data)
+        if len(lat) >= want:
             done.set()
 
     await bus.nc.subscribe(subjects.PAPER_UPDATE_ALL, cb=on_update)
@@ -241,6 +259,8 @@ async def probe(url: str, rate: float, seconds: float, book_ts: int, prefix: str
         if delay > 0:
             await asyncio.sleep(delay)
     elapsed = time.perf_counter() - t0
+    for arrived, data in received:
+        take(arrived, data)
     want = n * RUNS
     if len(lat) < want:
         await asyncio.wait_for(done.wait(), 60)
@@ -328,9 +348,10 @@ async def floor_figures(home: Path, rates: tuple[float, ...], seconds: float) ->
         sub = await bus.nc.subscribe(subjects.INTENT_ALL, cb=on_core)
         await subscriptions_live(bus.nc)
         for k, rate in enumerate(rates):
-            out = await run_probe(stack.nats_url, rate, seconds, now_ns(), prefix=f"c{k}")
-            figures.append((f"paper.latency_floor_core_p50 @{rate:g}/s (no paper logic)", out["decided_p50_ms"], "ms"))
-            figures.append((f"paper.latency_floor_core_p99 @{rate:g}/s (no paper logic)", out["decided_p99_ms"], "ms"))
+            probes = [
+                await run_probe(stack.nats_url, rate, seconds, now_ns(), prefix=f"c{k}r{j}") for j in range(ROUNDS)
+            ]
+            figures += latency_lines(probes, f"@{rate:g}/s", "decided_", "paper.latency_floor_core", "no paper logic")
         await sub.unsubscribe()
 
         async def handler(pairs: list[tuple[Intent, int]]) -> Any:
@@ -341,11 +362,10 @@ async def floor_figures(home: Path, rates: tuple[float, ...], seconds: float) ->
             handler=handler, log=structlog.get_logger(),
         ).start()  # fmt: skip
         rate = max(rates)
-        out = await run_probe(stack.nats_url, rate, seconds, now_ns(), prefix="j")
+        probes = [await run_probe(stack.nats_url, rate, seconds, now_ns(), prefix=f"j{j}") for j in range(ROUNDS)]
         await consumer.stop()
         await consumer.finish(1.0)
-        figures.append((f"paper.latency_floor_jetstream_p50 @{rate:g}/s (no paper logic)", out["decided_p50_ms"], "ms"))
-        figures.append((f"paper.latency_floor_jetstream_p99 @{rate:g}/s (no paper logic)", out["decided_p99_ms"], "ms"))
+        figures += latency_lines(probes, f"@{rate:g}/s", "decided_", "paper.latency_floor_jetstream", "no paper logic")
     finally:
         await stack.close()
     return figures
@@ -362,6 +382,9 @@ async def run_probe(url: str, rate: float, seconds: float, book_ts: int, prefix:
 
 
 LATENCY_RATES = (250.0, 500.0, 1_000.0)
+ROUNDS = 3
+"""Latency probes per rate: this shared 2-core machine's noise moves one 5 s round's p99 by 2-3x, so
+the median round is the figure, and the worst round is printed beside it."""
 
 
 def run(

@@ -145,9 +145,13 @@ def run(**kw: object) -> RunLimits:
 
 
 def decide(e: Engine, orders: list, runs: list[RunLimits], source: str = "intent", **kw: object) -> list[RunOutcome]:
+    """The batch path's outcomes; a lone intent every run watches is also decided the hot path's way
+    (`prepare_one` / `decide_one`), which must agree to the last field."""
     prep = e.prepare(orders, source)  # type: ignore[arg-type]
     watch = kw.pop("watch", np.ones((len(orders), len(runs)), bool))
     out = e.decide(prep, runs, watch, NOW, **kw)  # type: ignore[arg-type]
+    if len(orders) == 1 and source == "intent" and not kw and e.s.validation != "live" and watch.all():
+        assert e.decide_one(e.prepare_one(orders[0]), runs, NOW) == out
     return out  # type: ignore[return-value]
 
 
@@ -567,7 +571,7 @@ def test_kernel_fees_equal_libs_fees_on_random_fills() -> None:
             assert fee == kalshi_fee(fills)  # and the by-hand rule
 
 
-def test_the_kernel_has_one_compiled_signature_whatever_the_runs_and_validation() -> None:
+def test_the_kernels_have_one_compiled_signature_whatever_the_runs_validation_and_route() -> None:
     """A second signature would be compiled in the middle of a live batch (a second or more)."""
     eng_mod.warm_up()
     e = engine("live")
@@ -577,8 +581,15 @@ def test_the_kernel_has_one_compiled_signature_whatever_the_runs_and_validation(
         wide = np.ones((2, 2 * nr), bool)[:, ::2]  # a strided view
         e.decide(prep, runs, wide, NOW, live=(np.broadcast_to(np.ones((2, 1), bool), (2, nr)), {}))
         decide(engine(), [intent()], runs)
+    no_legs = factories._with(intent("C"), {"legs": []})
+    elsewhere = factories._with(intent("D"), {"legs": [YES, leg("kalshi", "no", 5_600, instrument="OTHER")]})
+    for it in (intent(), no_legs, elsewhere):  # the hot path's route, taken and failing early or at the books
+        for e in (engine(), engine("off")):
+            e.decide_one(e.prepare_one(it), [run(), run(run_id="R2")], NOW)
     assert len(eng_mod._kernel.signatures) == 1
+    assert len(eng_mod._kernel_one.signatures) == 1
     assert len(eng_mod._depth.signatures) == 1
+    assert len(eng_mod._row_depth.signatures) == 1
 
 
 def test_a_run_at_the_pending_settlement_cap_takes_no_new_fill() -> None:
@@ -590,3 +601,62 @@ def test_a_run_at_the_pending_settlement_cap_takes_no_new_fill() -> None:
     ]
     (room,) = decide(engine(), [intent("A"), intent("B")], [run(pending=eng_mod.MAX_PENDING - 1)])
     assert room.decisions.reason == ["taken", "balance"]  # the one free place goes to the first
+
+
+def test_a_lone_intent_decides_the_same_on_the_hot_paths_single_intent_route_on_random_markets() -> None:
+    """`prepare_one` / `decide_one` (the hot path's lone intent) against `prepare` / `decide` (a batch
+    of one) on random books, intents and runs: same decisions, details, trades, balances."""
+    rng = random.Random(11)
+    reasons: set[str] = set()
+    taken = broken = 0
+    for trial in range(400):
+        t_books = [T, T + 40 * MS, T + 65 * MS, T + 90 * MS]
+        extra = []
+        for ts in rng.sample(t_books, rng.choice([0, 0, 1, 2, 3])):
+            asks = sorted((rng.randint(3_800, 4_300), rng.randint(0, 150)) for _ in range(rng.randint(0, 3)))
+            bids = sorted(
+                ((rng.randint(4_300, 4_700), rng.randint(0, 300)) for _ in range(rng.randint(1, 3))), reverse=True
+            )
+            extra.append(book(rng.choice(["polymarket", "kalshi"]), ts, bids, asks))
+        if rng.random() < 0.25:  # the market moves between the legs: a thin book by leg 1's fill time
+            thin = [(4_500, rng.randint(0, 40))]
+            extra.append(book("kalshi", T + 65 * MS, thin, [(4_700, 500)]))
+            extra.append(book("polymarket", T + 65 * MS, [(3_900, 500)], [(4_000, rng.randint(0, 40))]))
+        facts = MarketFacts()
+        if rng.random() < 0.1:
+            facts.update(factories.market_info("m", instrument="FED", market_id="FED", status="closed"))
+        e = engine(rng.choice(["bus", "bus", "off"]), extra=extra, facts=facts)
+        inst = rng.choice(["FED"] * 12 + ["OTHER", "", "A B"])
+        legs = [leg("polymarket", "yes", rng.randint(3_900, 4_300)), leg("kalshi", "no", rng.randint(5_450, 5_800))]
+        k = rng.randrange(2)
+        legs[k] = msgspec.structs.replace(legs[k], instrument=inst)
+        if rng.random() < 0.5:
+            legs.reverse()
+        it = factories._with(
+            intent(f"I{trial}", size=rng.randint(1, 400), edge=rng.choice([2_000, 40_000, 40_000, 40_000])),
+            {"legs": legs, "book_ts": T + rng.choice([0, 0, 0, 30 * MS, 100 * S])},
+        )
+        runs = [
+            run(
+                run_id=f"R{r}",
+                min_net_edge_micros=rng.choice([1_000, 5_000, 5_000, 20_000]),
+                max_leg_micros=rng.choice([300_000, 50_000_000, 1_000_000_000, 1_000_000_000]),
+                balance_micros=rng.choice([20_000_000, 10_000_000_000, 10_000_000_000]),
+                daily_cap_micros=rng.choice([100_000_000, 5_000_000_000]),
+                spent_by_day={T // DAY: rng.choice([0, 60_000_000])},
+                pending=rng.choice([0, 0, 0, eng_mod.MAX_PENDING]),
+                traded={f"O-I{trial}": T} if rng.random() < 0.15 else {},
+            )
+            for r in range(rng.randint(1, 4))
+        ]
+        for out in decide(e, [it], runs):  # asserts the two routes agree
+            reasons.update(out.decisions.reason)
+            taken += out.taken
+            broken += out.broken
+    assert taken >= 30 and broken >= 3 and reasons == {*RUN_ORDER[2:], "taken"} - {"exchange_keys"}, (taken, broken)
+
+
+def test_decide_one_refuses_live_validation_by_name() -> None:
+    e = engine("live")
+    with pytest.raises(ValueError, match="decide_one cannot validate against live venues"):
+        e.decide_one(e.prepare_one(intent()), [run()], NOW)
