@@ -14,13 +14,19 @@
   as they came delayed its own publishes, which the figure then counted as paper's latency.
 - `paper.intent_to_decision_p50` / `_p99 @<rate>/s`: the same decisions, to the arrival of the
   RunUpdate carrying them (stored in JetStream first; a run's updates go out at most every 20 ms).
+- `paper.cpu_steal_pct @<rate>/s`: the share of this (virtual) machine's CPU time the hypervisor
+  gave to other guests during paper's rounds (/proc/stat steal). Rounds with steal show stalls of
+  2-8 ms in every callback, paper's or not: their p99 measures the host.
 - `paper.hot_path_fraction @<rate>/s`: the probe's intents decided from their core-NATS copy (the
   rest were decided when JetStream delivered them); `paper.service_cpu_per_intent`: the service's
   CPU time per intent while the probe ran (5 runs deciding, storing, sending live events).
 - `paper.latency_floor_core_*`: the same probe against a stand-in with no paper logic that answers
   each intent from core NATS with 5 tiny RunUpdates (what the hot path's transport costs by itself
-  on this machine); `paper.latency_floor_jetstream_*`: a stand-in taking intents from a durable
-  JetStream consumer, the path paper used before the hot path.
+  on this machine), on the same server, each of its rounds right after a paper round: the machine's
+  noise moves both alike. `paper.p99_over_floor`: paper's p99 minus the floor's, per pair of
+  rounds (median), what paper's own work adds at the tail. `paper.latency_floor_jetstream_*`: a
+  stand-in taking intents from a durable JetStream consumer, the path paper used before the hot
+  path.
 - `paper.engine_decisions_per_s`: the engine alone (prepare + kernel + decision columns and trades,
   no bus) on the same intents, 5 runs.
 - `paper.taken_fraction`: taken decisions / decisions in the throughput run.
@@ -168,23 +174,44 @@ async def service_figures(
         figures.append(("paper.decisions_per_s", RUNS * n / (t_done - t_started), "decisions/s"))
         figures.append(("paper.startup_s (load runs, catch up books)", t_started - t0, "s"))
         figures.append(("paper.taken_fraction", taken / decisions, ""))
-        # steady-rate latency, measured by another process, at each rate, in rounds
+        # steady-rate latency, measured by another process, at each rate, in rounds; each paper round
+        # is followed by a round against the no-logic stand-in on the same server (the floor)
+        floor_bus = await stack.connect("floor")
+        await core_floor(floor_bus)
         for k, rate in enumerate(rates):
-            probes = []
+            probes, floors, steals = [], [], []
             hot_before = service.hot_decided
             cpu = 0.0
             for j in range(ROUNDS):
                 await asyncio.sleep(2.5)  # the trades before settle first
-                cpu0 = time.process_time()
+                cpu0, ticks0 = time.process_time(), cpu_ticks()
                 probes.append(await run_probe(stack.nats_url, rate, latency_s, t_book, prefix=f"p{k}r{j}"))
                 cpu += time.process_time() - cpu0
+                steals.append(steal_pct(ticks0, cpu_ticks()))
+                floors.append(
+                    await run_probe(
+                        stack.nats_url, rate, latency_s, t_book, f"c{k}r{j}", FLOOR_INTENTS, f"{FLOOR_UPDATES}.>"
+                    )
+                )
             intents_sent = max(1, round(rate * latency_s)) * ROUNDS
             at = f"@{rate:g}/s"
             figures += latency_lines(
                 probes, at, "decided_", "paper.intent_to_decision_made", "intent published -> decided"
             )
             figures += latency_lines(probes, at, "", "paper.intent_to_decision", "-> its RunUpdate stored and received")
+            figures += latency_lines(floors, at, "decided_", "paper.latency_floor_core", "no paper logic")
+            over = [p["decided_p99_ms"] - f["decided_p99_ms"] for p, f in zip(probes, floors, strict=True)]
             figures += [
+                (
+                    f"paper.p99_over_floor {at} (paper's p99 - the floor's, rounds paired; median)",
+                    float(np.median(over)),
+                    "ms",
+                ),
+                (
+                    f"paper.cpu_steal_pct {at} (the host's share of this VM's CPU in paper's rounds; median)",
+                    float(np.median(steals)),
+                    "%",
+                ),
                 (f"paper.latency_rate_offered {at}", float(np.mean([p["rate"] for p in probes])), "intents/s"),
                 (f"paper.hot_path_fraction {at}", (service.hot_decided - hot_before) / intents_sent, ""),
                 (f"paper.service_cpu_per_intent {at} (5 runs, stored)", cpu / intents_sent * 1e6, "us"),
@@ -192,6 +219,24 @@ async def service_figures(
     finally:
         await stack.close()
     return figures
+
+
+def cpu_ticks() -> list[int] | None:
+    """The machine's CPU time counters (/proc/stat: user … steal), None where there is no /proc."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return None
+
+
+def steal_pct(before: list[int] | None, after: list[int] | None) -> float:
+    """Percent of the CPU time between two `cpu_ticks` readings the hypervisor gave to others (steal):
+    a round with steal measures the host more than paper (its long stalls land in the p99)."""
+    if before is None or after is None:
+        return float("nan")
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    return 100.0 * delta[7] / max(1, sum(delta))
 
 
 def latency_lines(
@@ -219,9 +264,12 @@ async def publish_raw(bus: Bus, payloads: list[bytes], ids: list[str], window: i
     await asyncio.gather(*pending)
 
 
-async def probe(url: str, rate: float, seconds: float, book_ts: int, prefix: str) -> dict[str, float]:
-    """Publish intents (ids `<prefix>…`) at `rate` for `seconds`; per decision of one of them, intent
-    ts → the decision's ts, and → the arrival of the RunUpdate carrying it."""
+async def probe(
+    url: str, rate: float, seconds: float, book_ts: int, prefix: str, to: str = "", updates: str = ""
+) -> dict[str, float]:
+    """Publish intents (ids `<prefix>…`) on `to` (default: detect's intent subject) at `rate` for
+    `seconds`; per decision of one of them (RunUpdates on `updates`, default paper's), intent ts → the
+    decision's ts, and → the arrival of the RunUpdate carrying it."""
     bus = await Bus.connect(url, name="bench-probe")
     lat: list[int] = []
     decided: list[int] = []
@@ -245,7 +293,7 @@ async def probe(url: str, rate: float, seconds: float, book_ts: int, prefix: str
         if len(lat) >= want:
             done.set()
 
-    await bus.nc.subscribe(subjects.PAPER_UPDATE_ALL, cb=on_update)
+    await bus.nc.subscribe(updates or subjects.PAPER_UPDATE_ALL, cb=on_update)
     await subscriptions_live(bus.nc)
     n = int(rate * seconds)
     todo = intents(n, book_ts, seed=2, prefix=prefix)
@@ -253,7 +301,9 @@ async def probe(url: str, rate: float, seconds: float, book_ts: int, prefix: str
     for i, it in enumerate(todo):
         ts = time.time_ns()
         await bus.nc.publish(  # core publish into the stream: no ack wait in the publisher's loop
-            subjects.intent("xarb"), codec.encode(msgspec.structs.replace(it, ts=ts)), headers={"Nats-Msg-Id": it.id}
+            to or subjects.intent("xarb"),
+            codec.encode(msgspec.structs.replace(it, ts=ts)),
+            headers={"Nats-Msg-Id": it.id},
         )
         delay = t0 + (i + 1) / rate - time.perf_counter()
         if delay > 0:
@@ -307,14 +357,50 @@ def engine_figure(n: int = 50_000, batch: int = 512) -> tuple[str, float, str]:
     return ("paper.engine_decisions_per_s (no bus, 5 runs)", RUNS * n / (time.perf_counter() - t0), "decisions/s")
 
 
+FLOOR_INTENTS = "bench.floor.intent"
+FLOOR_UPDATES = "bench.floor.update"
+"""The core stand-in's subjects: core NATS only, outside every stream (so paper never sees them)."""
+
+
+def floor_updates(batch: list[Intent], step: int, prefix: str) -> list[tuple[str, RunUpdate]]:
+    """What the stand-ins answer a batch with: 5 tiny RunUpdates (one per run) naming its intents."""
+    from proto.paper import DecisionColumns, RunConfig, RunSnapshot
+
+    cfg = RunConfig(
+        run_id="floor", user_id="u", starting_micros=1, min_net_edge_micros=0, max_leg_micros=1,
+        daily_cap_micros=1, settlement_delay_ns=0, started_at=0, ends_at=1,
+    )  # fmt: skip
+    ts = [o.ts for o in batch]
+    snap = RunSnapshot(version=step, state="running", balance_micros=1)
+    cols = DecisionColumns(intent_ts=ts, ts=[now_ns()] * len(ts), intent_id=[o.id for o in batch])
+    return [
+        (f"{prefix}.floor{r}", RunUpdate(id=f"f{step}-{r}", ts=now_ns(), run=cfg, snapshot=snap, decisions=cols))
+        for r in range(RUNS)
+    ]
+
+
+async def core_floor(bus: Bus) -> None:
+    """The stand-in for paper's hot path with no paper logic: each intent on FLOOR_INTENTS, as core
+    NATS delivers it, is answered at once with floor_updates on core NATS (what the hot path's
+    transport costs by itself; the intents are not stored, which core delivery never waits for)."""
+    decoder = codec.decoder(Intent)
+    steps = [0]
+
+    async def on_core(msg: Any) -> None:
+        steps[0] += 1
+        for subject, u in floor_updates([decoder.decode(msg.data)], steps[0], FLOOR_UPDATES):
+            await bus.publish_core(subject, u)
+
+    await bus.nc.subscribe(FLOOR_INTENTS, cb=on_core)
+    await subscriptions_live(bus.nc)
+
+
 async def floor_figures(home: Path, rates: tuple[float, ...], seconds: float) -> list[tuple[str, float, str]]:
-    """The probe against two stand-ins with no paper logic, 5 tiny RunUpdates per decided batch:
-    `core` decides each intent as core NATS delivers it and sends the updates on core NATS (what
-    the hot path's transport costs by itself); `jetstream` takes intents from a durable consumer and
-    stores the updates in JetStream before acking (the JetStream path's floor)."""
+    """The probe against a stand-in with no paper logic that takes intents from a durable JetStream
+    consumer and stores floor_updates before acking: the floor of the JetStream path paper used
+    before the hot path."""
     import structlog
 
-    from proto.paper import DecisionColumns, RunConfig, RunSnapshot
     from services.paper.consumer import OrderedConsumer
 
     settings = config.load({}, home=home, http_port=0, log_level="warning")
@@ -322,40 +408,12 @@ async def floor_figures(home: Path, rates: tuple[float, ...], seconds: float) ->
     figures: list[tuple[str, float, str]] = []
     try:
         bus = await stack.connect("floor")
-        cfg = RunConfig(
-            run_id="floor", user_id="u", starting_micros=1, min_net_edge_micros=0, max_leg_micros=1,
-            daily_cap_micros=1, settlement_delay_ns=0, started_at=0, ends_at=1,
-        )  # fmt: skip
         steps = [0]
 
-        def updates(batch: list[Intent]) -> list[tuple[str, RunUpdate]]:
-            steps[0] += 1
-            ts = [o.ts for o in batch]
-            snap = RunSnapshot(version=steps[0], state="running", balance_micros=1)
-            cols = DecisionColumns(intent_ts=ts, ts=[now_ns()] * len(ts), intent_id=[o.id for o in batch])
-            return [
-                (subjects.paper("update", f"floor{r}"), RunUpdate(id=f"f{steps[0]}-{r}", ts=now_ns(), run=cfg,
-                                                                   snapshot=snap, decisions=cols))
-                for r in range(RUNS)
-            ]  # fmt: skip
-
-        decoder = codec.decoder(Intent)
-
-        async def on_core(msg: Any) -> None:
-            for subject, u in updates([decoder.decode(msg.data)]):
-                await bus.publish_core(subject, u)
-
-        sub = await bus.nc.subscribe(subjects.INTENT_ALL, cb=on_core)
-        await subscriptions_live(bus.nc)
-        for k, rate in enumerate(rates):
-            probes = [
-                await run_probe(stack.nats_url, rate, seconds, now_ns(), prefix=f"c{k}r{j}") for j in range(ROUNDS)
-            ]
-            figures += latency_lines(probes, f"@{rate:g}/s", "decided_", "paper.latency_floor_core", "no paper logic")
-        await sub.unsubscribe()
-
         async def handler(pairs: list[tuple[Intent, int]]) -> Any:
-            return asyncio.gather(*(bus.publish(subject, u) for subject, u in updates([p[0] for p in pairs])))
+            steps[0] += 1
+            batch = floor_updates([p[0] for p in pairs], steps[0], "paper.update")
+            return asyncio.gather(*(bus.publish(subject, u) for subject, u in batch))
 
         consumer = await OrderedConsumer(
             bus, stream=streams.INTENT.name, durable="floor", filter_subject=subjects.INTENT_ALL, kind=Intent,
@@ -371,11 +429,13 @@ async def floor_figures(home: Path, rates: tuple[float, ...], seconds: float) ->
     return figures
 
 
-async def run_probe(url: str, rate: float, seconds: float, book_ts: int, prefix: str) -> dict[str, float]:
+async def run_probe(
+    url: str, rate: float, seconds: float, book_ts: int, prefix: str, to: str = "", updates: str = ""
+) -> dict[str, float]:
     """`probe` in another process (so it does not share the measured service's event loop)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.benchmarks.paper", "--probe", url, str(rate), str(seconds), str(book_ts), prefix,
-        stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()},
+        to, updates, stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()},
     )  # fmt: skip
     out, _ = await proc.communicate()
     return json.loads(out.decode().strip().splitlines()[-1])
@@ -405,14 +465,16 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--probe":
-        url, rate, seconds, book_ts, prefix = (
+        url, rate, seconds, book_ts, prefix, to, updates = (
             sys.argv[2],
             float(sys.argv[3]),
             float(sys.argv[4]),
             int(sys.argv[5]),
             sys.argv[6],
+            sys.argv[7],
+            sys.argv[8],
         )
-        print(json.dumps(asyncio.run(probe(url, rate, seconds, book_ts, prefix))), flush=True)
+        print(json.dumps(asyncio.run(probe(url, rate, seconds, book_ts, prefix, to, updates))), flush=True)
     else:
         from libs import log
 

@@ -5,9 +5,12 @@ copies only confirm, and with the hot path off (or behind a backlog) JetStream d
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
 import msgspec
+import pytest
 
 from libs.bus.admin import wait_idle
 from libs.config import Settings
@@ -16,6 +19,7 @@ from proto import codec, streams, subjects
 from proto.events import DeadLetter
 from proto.paper import UserQuery
 from services.demo import RECORDERS
+from services.paper import service as paper_service
 from services.paper.service import INTENT_DURABLE
 from services.runtime import Stack
 from tests.integration.test_paper import PAPER, intent, publish_books, start_req, svc, until
@@ -142,3 +146,28 @@ async def test_an_undecodable_core_copy_is_left_to_jetstream(settings: Settings)
         assert letter.data == b"\x93not an intent" and letter.reason.startswith("decode")
     finally:
         await stack.close()
+
+
+class _Node:
+    other: Any = None
+
+
+async def test_automatic_gc_is_off_while_paper_runs_and_its_timer_collects_cycles(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Automatic collection stalled the hot path 25 times a second: paper turns it off and collects on
+    a timer instead, so cyclic garbage is still freed; stopping turns it back on."""
+    monkeypatch.setattr(paper_service, "GC_EVERY_S", 0.2)
+    assert gc.isenabled()
+    stack, _paper, _bus, _run, _t = await started(settings)
+    try:
+        assert not gc.isenabled()
+        freed: list[bool] = []
+        a, b = _Node(), _Node()
+        a.other, b.other = b, a  # a cycle: reference counting alone never frees it
+        weakref.finalize(a, freed.append, True)
+        del a, b
+        await until(lambda: freed, timeout_s=5)
+    finally:
+        await stack.close()
+    assert gc.isenabled()
