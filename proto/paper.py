@@ -129,7 +129,8 @@ class RunSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     took it. One trade per opportunity opening (the `untraded_opportunity` check): paper fills never
     consume the books, so a later, better intent of the same opening (detect sends one at every new
     0.01c of edge) would count the same book liquidity again. An id is forgotten when its
-    opportunity closes (`PaperRun.forget_traded`), and at most `services.paper.runs.MAX_TRADED`
+    opportunity closes (`PaperRun.forget_traded`) or a day after its trade by the newest trade's
+    ts (`services.paper.runs.TRADED_MAX_AGE_NS`), and at most `services.paper.runs.MAX_TRADED`
     (10,000) are kept, the oldest by ts dropped first."""
 
 

@@ -5,7 +5,10 @@ opportunities) into columns — leg arrays, the books each leg walks (`libs.pape
 the checks that depend only on the intent — and `Engine.decide` runs one numba kernel over every
 (intent, watching run) pair, in stream order, carrying each run's balance and daily spend from one
 intent to the next. Python touches each decision only to name it (ids, reason, detail strings) and
-each taken one to build its `PaperTrade`.
+each taken one to build its `PaperTrade`. `Engine.prepare_one` / `decide_one` decide one intent
+(the service's hot path) without a batch's columns: the same order checks (`_check_order`), book
+rows (`BookHistory.row_at`) and bus validation, and the same per-pair rules (`_pair`, which the
+batch kernel runs too), for a fraction of a batch's fixed cost.
 
 Checks run in `libs.paper.views.CHECK_RUN_ORDER` (`proto.paper.CHECKS`, which fixes the bit
 positions, with untraded_opportunity right after min_net_edge); a decision records which ran and

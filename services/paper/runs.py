@@ -69,6 +69,10 @@ SMALL_BATCH = 8
 MAX_TRADED = 10_000
 """Most opportunity ids a run's `snapshot.traded` keeps (the oldest by intent ts dropped first): ids
 are forgotten when their opportunity closes, so this bounds the snapshot only if closes go missing."""
+TRADED_MAX_AGE_NS = 24 * 3600 * 1_000_000_000
+"""An id traded by an intent this much older (intent ts) than the newest trade is dropped too: a
+close the service missed (it closed while a restart lost the pending forgets) no longer keeps it
+for good. An opening still sending intents a day after its trade would be traded again."""
 NS_PER_MIN = 60 * 1_000_000_000
 
 
@@ -223,8 +227,12 @@ MAX_UPDATE_DECISIONS = 20_000
 
 def _traded(old: dict[str, int], new: dict[str, int]) -> dict[str, int]:
     """A run's `snapshot.traded` after a batch traded `new`: a new dict (a snapshot is never
-    mutated), at most MAX_TRADED ids, the oldest by intent ts dropped first."""
+    mutated), without ids older than TRADED_MAX_AGE_NS before the newest trade, at most MAX_TRADED
+    ids, the oldest by intent ts dropped first."""
     out = {**old, **new}
+    cutoff = max(new.values()) - TRADED_MAX_AGE_NS
+    if next(iter(out.values())) < cutoff:  # ids come in trade order: the first is about the oldest
+        out = {k: v for k, v in out.items() if v >= cutoff}
     if len(out) > MAX_TRADED:
         out = dict(sorted(out.items(), key=lambda kv: kv[1])[-MAX_TRADED:])
     return out

@@ -13,7 +13,7 @@ import pytest
 from libs.paper.engine import Engine, RunLimits, RunOutcome
 from proto.events import Leg
 from proto.paper import CHECK_BIT, DecisionColumns, RunConfig, RunFilters, RunUpdate, StartRequest, StartRun
-from services.paper.runs import MAX_TRADED, PaperRun, RunError, first_snapshot, new_config
+from services.paper.runs import MAX_TRADED, TRADED_MAX_AGE_NS, PaperRun, RunError, first_snapshot, new_config
 from tests import factories
 from tests.unit import test_paper_engine as te
 
@@ -299,6 +299,18 @@ def test_traded_opportunities_are_capped_dropping_the_oldest() -> None:
     expected = set(full) - {"o0", "o1"} | {"new-a", "new-b"}  # o0 (NOW) and o1 (NOW + 10) are the oldest
     assert len(run.snap.traded) == MAX_TRADED and set(run.snap.traded) == expected
     assert len(full) == MAX_TRADED and "o0" in full  # the old snapshot's dict untouched
+
+
+def test_traded_opportunities_older_than_a_day_before_the_newest_trade_are_dropped() -> None:
+    """A close the service missed (lost in a restart) must not keep an id for good."""
+    cfg = config(start())
+    day = TRADED_MAX_AGE_NS
+    old = {"stale": NOW - day - 1, "edge": NOW - day, "recent": NOW - 5}
+    run = PaperRun(cfg, msgspec.structs.replace(first_snapshot(cfg), traded=old))
+    outcome, _ = fill(cfg, "I1", NOW + 100)
+    run.decision_step(dataclasses.replace(outcome, traded={"new": NOW}), source="intent", last_seq=1)
+    assert run.snap.traded == {"edge": NOW - day, "recent": NOW - 5, "new": NOW}
+    assert day == 86_400 * 10**9 and "stale" in old  # the old snapshot's dict untouched
 
 
 def test_a_run_trades_an_opportunity_once_across_batches_until_it_closes() -> None:
