@@ -486,31 +486,18 @@ def _kernel_one(
     fail: int,
     edge: int,
     size_req: int,
-    lim0: int,
-    refl0: bool,
-    k0: int,
-    a0: int,
-    b0: int,
-    c0: int,
-    d0: int,
-    lim1: int,
-    refl1: bool,
-    k1: int,
-    a1: int,
-    b1: int,
-    c1: int,
-    d1: int,
-    px0: np.ndarray,
-    sz0: np.ndarray,
-    px1: np.ndarray,
-    sz1: np.ndarray,
-    pxg: np.ndarray,
-    szg: np.ndarray,
+    leg0: tuple[int, bool, int, int, int, int, int],
+    leg1: tuple[int, bool, int, int, int, int, int],
+    ladders: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     rs: np.ndarray,
     out: np.ndarray,
 ) -> None:
     """One intent for every run in `rs` (one row per run, columns R_*): `_pair` for each, the
-    run's balance, spent and traded updated in `rs` when it fills. Results go to out[r, O_*]."""
+    run's balance, spent and traded updated in `rs` when it fills. Each leg is (limit, buys NO, fee
+    kind, a, b, c, d); `ladders` as `PreparedOne.ladders`. Results go to out[r, O_*]."""
+    lim0, refl0, k0, a0, b0, c0, d0 = leg0
+    lim1, refl1, k1, a1, b1, c1, d1 = leg1
+    px0, sz0, px1, sz1, pxg, szg = ladders
     for r in range(rs.shape[0]):
         s = rs[r]
         total = _pair(
@@ -1178,7 +1165,7 @@ class Engine:
             np.int64,
         ).reshape(len(runs), R_TRADED + 1)
         out = np.zeros((len(runs), N_OUT), np.int64)
-        _kernel_one(one.fail, one.edge, one.size, *one.leg0, *one.leg1, *one.ladders, rs, out)
+        _kernel_one(one.fail, one.edge, one.size, one.leg0, one.leg1, one.ladders, rs, out)
         if now is None:
             now = time.time_ns()
         rows, state = out.tolist(), rs.tolist()
