@@ -302,14 +302,15 @@ class BookHistory:
 
     def row_at(
         self, venue: str, instrument: str, ts: int
-    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        """`at` without copies, for the hot path: (book_ts, bid_px, bid_sz, ask_px, ask_sz) as views
-        into the history, valid until the next `add`; None when no book is held that early."""
+    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int] | None:
+        """`at` without copies, for the hot path: (book_ts, bid_px, bid_sz, ask_px, ask_sz, row): the
+        instrument's whole (rows, levels) buffers and the row of the newest book at or before `ts`,
+        valid until the next `add`; None when no book is held that early."""
         s = self._series.get((venue, instrument))
         i = -1 if s is None else s.latest_index(ts)
         if s is None or i < 0:
             return None
-        return int(s.ts[i]), s.bid_px[i], s.bid_sz[i], s.ask_px[i], s.ask_sz[i]
+        return int(s.ts[i]), s.bid_px, s.bid_sz, s.ask_px, s.ask_sz, i
 
     def lookup(self, keys: list[tuple[str, str]], key_idx: np.ndarray, ts: np.ndarray) -> Lookup:
         """Answer queries q = (keys[key_idx[q]], ts[q]) at once: one binary search per key.

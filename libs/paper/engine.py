@@ -136,10 +136,13 @@ MAX_PENDING = 20_000
 ~100 bytes each), and a RunUpdate must fit NATS's max_payload. At the cap the balance check refuses."""
 
 _WS = re.compile(r"\s")
+MAX_TS = 2**62
+"""Order times (`ts`, `book_ts`, ns) must be below this (the year 2116): int64 arithmetic on them
+(t1 = book_ts + latency, the leg gap, day slots) then cannot overflow."""
 _NO_LEG = (1, False, FEE_KALSHI, 1, 1, 1, 1)
 """A leg's kernel values when the order failed before they were known."""
-_EMPTY_LADDER = np.zeros(0, np.int64)
-"""The ladder of a leg with no book held (`_walk` fills nothing on it)."""
+_NO_BOOK = np.zeros((1, 1), np.int64)
+"""The ladders of a leg with no book held (its row is −1: `_walk_at` fills nothing)."""
 Order = Intent | Opportunity
 
 
@@ -245,42 +248,42 @@ def _depth(
 
 
 @njit(cache=True, inline="always")
-def _ladder(
-    row: int, reflect: bool, bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray, ask_sz: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The pool row a leg walks (the YES bids when it buys NO), empty when there is no row."""
+def _walk_at(
+    px: np.ndarray,
+    sz: np.ndarray,
+    row: int,
+    reflect: bool,
+    want: int,
+    limit: int,
+    kind: int,
+    a: int,
+    b: int,
+    c: int,
+    d: int,
+) -> tuple[int, int, int, int]:
+    """`_walk` on row `row` of a (rows, levels) ladder, nothing filled when `row` < 0 (no book): the
+    row is sliced only when it is walked (most pairs fail a check first)."""
     if row < 0:
-        return bid_px[:0].ravel(), bid_sz[:0].ravel()
-    if reflect:
-        return bid_px[row], bid_sz[row]
-    return ask_px[row], ask_sz[row]
+        return 0, 0, 0, 0
+    return _walk(px[row], sz[row], reflect, want, limit, kind, a, b, c, d)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _pair(
     fail: int,
     edge: int,
     size_req: int,
-    lim0: int,
-    refl0: bool,
-    k0: int,
-    a0: int,
-    b0: int,
-    c0: int,
-    d0: int,
-    lim1: int,
-    refl1: bool,
-    k1: int,
-    a1: int,
-    b1: int,
-    c1: int,
-    d1: int,
+    leg0: tuple[int, bool, int, int, int, int, int],
+    leg1: tuple[int, bool, int, int, int, int, int],
     px0: np.ndarray,
     sz0: np.ndarray,
+    row0: int,
     px1: np.ndarray,
     sz1: np.ndarray,
+    row1: int,
     pxg: np.ndarray,
     szg: np.ndarray,
+    rowg: int,
     keys_ok: bool,
     ev_ok: bool,
     min_edge: int,
@@ -293,10 +296,15 @@ def _pair(
     dry: bool,
     o: np.ndarray,
 ) -> int:
-    """One (order, run) pair: the checks in order, then (unless `dry`) the fill. Leg 0 walks
-    (px0, sz0), its book as of t1; leg 1 (px1, sz1) as of t1 for fill_edge and (pxg, szg) as of
-    t1 + the leg gap for the fill (empty rows: no book). Results go to `o[O_*]`; returns the cash
-    the fill took (cost + fees), −1 when nothing was filled."""
+    """One (order, run) pair: the checks in order, then (unless `dry`) the fill. Each leg is (limit,
+    buys NO, fee kind, a, b, c, d). Leg 0 walks row `row0` of (px0, sz0), its book as of t1; leg 1
+    row `row1` of (px1, sz1) as of t1 for fill_edge and row `rowg` of (pxg, szg) as of t1 + the leg
+    gap for the fill (the YES bids for a leg buying NO; row −1: no book). Results go to `o[O_*]`;
+    returns the cash the fill took (cost + fees), −1 when nothing was filled. Inlined where it is
+    called (numba inlines at most 30 parameters: hence the packed legs), so the batch kernel pays
+    no call per pair."""
+    lim0, refl0, k0, a0, b0, c0, d0 = leg0
+    lim1, refl1, k1, a1, b1, c1, d1 = leg1
     ran = 0
     passed = 0
     code = PASSED
@@ -373,7 +381,7 @@ def _pair(
         passed |= 1 << DAILY_CAP
         # liquidity: leg 0 on its book as of t1
         ran |= 1 << LIQUIDITY
-        m0, cost0, fee0, worst0 = _walk(px0, sz0, refl0, size, lim0, k0, a0, b0, c0, d0)
+        m0, cost0, fee0, worst0 = _walk_at(px0, sz0, row0, refl0, size, lim0, k0, a0, b0, c0, d0)
         o[O_M0] = m0
         o[O_COST0] = cost0
         o[O_FEE0] = fee0
@@ -384,7 +392,7 @@ def _pair(
         passed |= 1 << LIQUIDITY
         # fill edge: leg 1 on the book as of t1 for what leg 0 matched
         ran |= 1 << FILL_EDGE
-        m1d, cost1d, fee1d, _w = _walk(px1, sz1, refl1, m0, lim1, k1, a1, b1, c1, d1)
+        m1d, cost1d, fee1d, _w = _walk_at(px1, sz1, row1, refl1, m0, lim1, k1, a1, b1, c1, d1)
         net = (m1d * PAIR_PAYOUT_MICROS - cost0 - fee0 - cost1d - fee1d) // m0
         o[O_M1D] = m1d
         o[O_COST1D] = cost1d
@@ -402,14 +410,14 @@ def _pair(
         return -1
     # the fill: leg 1 walks its book as of t1 + the leg gap
     m0 = o[O_M0]
-    m1, cost1, fee1, worst1 = _walk(pxg, szg, refl1, m0, lim1, k1, a1, b1, c1, d1)
+    m1, cost1, fee1, worst1 = _walk_at(pxg, szg, rowg, refl1, m0, lim1, k1, a1, b1, c1, d1)
     o[O_M1] = m1
     o[O_COST1] = cost1
     o[O_FEE1] = fee1
     o[O_WORST1] = worst1
     exposure = 0
     if m1 < m0:  # broken pair: leg 0's contracts beyond the hedge are naked
-        _h, cost0h, fee0h, _wh = _walk(px0, sz0, refl0, m1, lim0, k0, a0, b0, c0, d0)
+        _h, cost0h, fee0h, _wh = _walk_at(px0, sz0, row0, refl0, m1, lim0, k0, a0, b0, c0, d0)
         exposure = o[O_COST0] + o[O_FEE0] - cost0h - fee0h
     o[O_EXPOSURE] = exposure
     return o[O_COST0] + o[O_FEE0] + cost1 + fee1
@@ -450,23 +458,20 @@ def _kernel(
     n = fail_at.shape[0]
     nr = min_edge.shape[0]
     for i in range(n):
-        refl0 = reflect[i, 0]
-        refl1 = reflect[i, 1]
-        px0, sz0 = _ladder(row0[i, 0], refl0, bid_px, bid_sz, ask_px, ask_sz)
-        px1, sz1 = _ladder(row0[i, 1], refl1, bid_px, bid_sz, ask_px, ask_sz)
-        pxg, szg = _ladder(row1g[i], refl1, bid_px, bid_sz, ask_px, ask_sz)
-        p0 = fpar[i, 0]
-        p1 = fpar[i, 1]
+        f0 = fpar[i, 0]
+        f1 = fpar[i, 1]
+        leg0 = (limit[i, 0], reflect[i, 0], fkind[i, 0], f0[0], f0[1], f0[2], f0[3])
+        leg1 = (limit[i, 1], reflect[i, 1], fkind[i, 1], f1[0], f1[1], f1[2], f1[3])
+        px0, sz0 = (bid_px, bid_sz) if reflect[i, 0] else (ask_px, ask_sz)
+        px1, sz1 = (bid_px, bid_sz) if reflect[i, 1] else (ask_px, ask_sz)
         for r in range(nr):
             o = out[i, r]
             if not watch[i, r]:
                 o[O_CODE] = NOT_WATCHED
                 continue
             total = _pair(
-                fail_at[i], edge[i], size_req[i],
-                limit[i, 0], refl0, fkind[i, 0], p0[0], p0[1], p0[2], p0[3],
-                limit[i, 1], refl1, fkind[i, 1], p1[0], p1[1], p1[2], p1[3],
-                px0, sz0, px1, sz1, pxg, szg,
+                fail_at[i], edge[i], size_req[i], leg0, leg1,
+                px0, sz0, row0[i, 0], px1, sz1, row0[i, 1], px1, sz1, row1g[i],
                 keys_ok[i, r], ev_ok[i, r], min_edge[r], max_leg[r], cap[r],
                 balance[r], spent[r, slot[i]], room[r], opp_traded[r, opp_slot[i]], dry, o,
             )  # fmt: skip
@@ -488,21 +493,18 @@ def _kernel_one(
     size_req: int,
     leg0: tuple[int, bool, int, int, int, int, int],
     leg1: tuple[int, bool, int, int, int, int, int],
-    ladders: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    books: tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, int],
     rs: np.ndarray,
     out: np.ndarray,
 ) -> None:
     """One intent for every run in `rs` (one row per run, columns R_*): `_pair` for each, the
-    run's balance, spent and traded updated in `rs` when it fills. Each leg is (limit, buys NO, fee
-    kind, a, b, c, d); `ladders` as `PreparedOne.ladders`. Results go to out[r, O_*]."""
-    lim0, refl0, k0, a0, b0, c0, d0 = leg0
-    lim1, refl1, k1, a1, b1, c1, d1 = leg1
-    px0, sz0, px1, sz1, pxg, szg = ladders
+    run's balance, spent and traded updated in `rs` when it fills. `books` as
+    `PreparedOne.books`. Results go to out[r, O_*]."""
+    px0, sz0, row0, px1, sz1, row1, pxg, szg, rowg = books
     for r in range(rs.shape[0]):
         s = rs[r]
         total = _pair(
-            fail, edge, size_req, lim0, refl0, k0, a0, b0, c0, d0, lim1, refl1, k1, a1, b1, c1, d1,
-            px0, sz0, px1, sz1, pxg, szg,
+            fail, edge, size_req, leg0, leg1, px0, sz0, row0, px1, sz1, row1, pxg, szg, rowg,
             s[R_KEYS] != 0, s[R_EV] != 0, s[R_MIN_EDGE], s[R_MAX_LEG], s[R_CAP], s[R_BALANCE], s[R_SPENT],
             s[R_ROOM], s[R_TRADED] != 0, False, out[r],
         )  # fmt: skip
@@ -546,6 +548,8 @@ def fee_params(model: FeeModel) -> tuple[int, int, int, int, int, int] | str:
             out = (FEE_POLYMARKET, model.rate_num, model.rate_den, unit, int(model.rounding == "half_up"), most)
     else:  # pragma: no cover - FeeModel is a closed union
         out = f"fee model {model!r} is not supported"
+    if not isinstance(out, str) and (out[1] >= _MAX_PRODUCT or out[2] * 10_000 * max(out[3], 1) >= _MAX_PRODUCT):
+        out = f"fee coefficients {out[1]}/{out[2]} are too fine for the paper engine's exact integer arithmetic"
     _FEE_PARAMS[model] = out
     return out
 
@@ -568,6 +572,12 @@ def cents(micros: int) -> str:
 
 def price(px: int) -> str:
     return f"{px / PRICE_SCALE:.4f}"
+
+
+def _time(ns: int) -> int:
+    """An order time as the engine keeps it: 0 for one that is not a time (the order fails hedged_pair
+    naming it), so int64 columns hold it."""
+    return ns if 0 <= ns < MAX_TS else 0
 
 
 def _id_kind(venue: str) -> str:
@@ -743,10 +753,12 @@ class PreparedOne(OrderLists):
     edge: int
     size: int
     leg0: tuple[int, ...]
-    """(limit, buys NO, fee kind, a, b, c, d) of leg 0 (zeros unless hedged_pair passed)."""
+    """(limit, buys NO, fee kind, a, b, c, d) of leg 0 (`_NO_LEG` when hedged_pair fails)."""
     leg1: tuple[int, ...]
-    ladders: tuple[np.ndarray, ...]
-    """(px, sz) of leg 0 as of t1, leg 1 as of t1, leg 1 as of t1 + the leg gap (empty: no book)."""
+    books: tuple[Any, ...]
+    """(px, sz, row) of leg 0 as of t1, of leg 1 as of t1 and of leg 1 as of t1 + the leg gap:
+    a series' whole (rows, levels) ladders (its YES bids for a leg buying NO) and the row (−1: no
+    book held)."""
     ev_ok: bool
     books_behind: bool
     """An order passing the intent-only checks whose legs have no book at or after its `book_ts`
@@ -799,6 +811,8 @@ class Engine:
         legs = o.legs
         if not legs:
             return HAS_ORDERS, f"the {what} has no orders (legs)", []
+        if not (0 <= o.ts < MAX_TS and 0 <= o.book_ts < MAX_TS):
+            return HEDGED_PAIR, f"ts={o.ts}, book_ts={o.book_ts}: not times (ns since 1970, below 2**62)", []
         if len(legs) != 2:
             return HEDGED_PAIR, f"a hedged pair has 2 legs, this {what} has {len(legs)}", []
         if legs[0].outcome == legs[1].outcome:
@@ -872,8 +886,8 @@ class Engine:
         key_idx = np.ascontiguousarray(leg_arr[:, :, 7])
         order_id = np.empty(n, object)
         order_id[:] = ids
-        ts_l = [o.ts for o in orders]
-        book_ts_l = [o.book_ts for o in orders]
+        ts_l = [_time(o.ts) for o in orders]
+        book_ts_l = [_time(o.book_ts) for o in orders]
         edge_l = [o.net_edge_per_contract_micros for o in orders]
         book_ts = np.array(book_ts_l, np.int64)
         # the books: each leg as of t1, leg 1 also as of t1 + the leg gap
@@ -966,7 +980,7 @@ class Engine:
         fail, detail, legs = self._check_order(order, "intent")
         leg0, leg1 = legs if legs else (_NO_LEG, _NO_LEG)
         row0, row_ts0, row_ts1g = [-1, -1], [0, 0], 0
-        ladders = [_EMPTY_LADDER] * 6
+        books: list[Any] = [_NO_BOOK, _NO_BOOK, -1] * 3
         ev_detail: dict[int, str] = {}
         if fail == INTENT_OK:
             t1 = order.book_ts + self.s.latency_ns
@@ -975,7 +989,8 @@ class Engine:
                 found = self.books.row_at(leg.venue, leg.instrument, t)
                 if found is None:
                     continue
-                ladders[2 * q : 2 * q + 2] = found[1:3] if legs[k][1] else found[3:5]
+                px, sz = found[1:3] if legs[k][1] else found[3:5]
+                books[3 * q : 3 * q + 3] = px, sz, found[5]
                 if q < 2:
                     row0[k], row_ts0[k] = 0, found[0]
                 else:
@@ -983,11 +998,12 @@ class Engine:
             if self.s.validation == "bus":
                 for k, leg in enumerate(order.legs):
                     held, age = row0[k] >= 0, t1 - row_ts0[k]
+                    px, sz, row = books[3 * k : 3 * k + 3]
                     if (
                         not held
                         or age > self.s.max_book_age_ns
                         or self.facts.closed(leg.venue, leg.instrument)
-                        or _row_depth(ladders[2 * k], ladders[2 * k + 1], bool(legs[k][1]), legs[k][0]) <= 0
+                        or _row_depth(px[row], sz[row], bool(legs[k][1]), legs[k][0]) <= 0
                     ):
                         ev_detail[0] = self._ev_detail(leg, k, t1, held, age)
                         break
@@ -999,9 +1015,9 @@ class Engine:
             opp_id=[order.opportunity_id],
             opp_key=[order.opportunity_key],
             edge_l=[order.net_edge_per_contract_micros],
-            ts_l=[order.ts],
-            book_ts_l=[order.book_ts],
-            day_l=[order.book_ts // NS_PER_DAY],
+            ts_l=[_time(order.ts)],
+            book_ts_l=[_time(order.book_ts)],
+            day_l=[_time(order.book_ts) // NS_PER_DAY],
             limit_l=[[leg0[0], leg1[0]]],
             fail_detail=[detail],
             leg_venues=[tuple(leg.venue for leg in order.legs)],
@@ -1014,7 +1030,7 @@ class Engine:
             size=order.size,
             leg0=leg0,
             leg1=leg1,
-            ladders=tuple(ladders),
+            books=tuple(books),
             ev_ok=not ev_detail,
             books_behind=fail == INTENT_OK and max(row_ts0) < order.book_ts,
         )
@@ -1165,7 +1181,7 @@ class Engine:
             np.int64,
         ).reshape(len(runs), R_TRADED + 1)
         out = np.zeros((len(runs), N_OUT), np.int64)
-        _kernel_one(one.fail, one.edge, one.size, one.leg0, one.leg1, one.ladders, rs, out)
+        _kernel_one(one.fail, one.edge, one.size, one.leg0, one.leg1, one.books, rs, out)
         if now is None:
             now = time.time_ns()
         rows, state = out.tolist(), rs.tolist()

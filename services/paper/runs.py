@@ -231,7 +231,7 @@ def _traded(old: dict[str, int], new: dict[str, int]) -> dict[str, int]:
     ids, the oldest by intent ts dropped first."""
     out = {**old, **new}
     cutoff = max(new.values()) - TRADED_MAX_AGE_NS
-    if next(iter(out.values())) < cutoff:  # ids come in trade order: the first is about the oldest
+    if min(out.values()) < cutoff:
         out = {k: v for k, v in out.items() if v >= cutoff}
     if len(out) > MAX_TRADED:
         out = dict(sorted(out.items(), key=lambda kv: kv[1])[-MAX_TRADED:])

@@ -14,7 +14,8 @@ Wiring (the rules live in `libs.paper.engine` and `services.paper.runs`):
 - The hot path (MT_PAPER_HOT_PATH, on by default): a core-NATS subscription to the same intent
   subjects gets each intent as it is published, a millisecond or more before JetStream delivers
   it, and decides it at once (in the subscription's callback when nothing else waits, else what
-  queued meanwhile as one batch), while `paper-intents` is in sync (nothing older waiting in the
+  queued meanwhile: one by one through `Engine.decide_one` when fewer than HOT_BATCH_MIN, else as
+  one batch), while `paper-intents` is in sync (nothing older waiting in the
   stream: `OrderedConsumer.in_sync`). The run remembers such an intent in `snapshot.ahead` (id →
   ts) until the consumer reaches its JetStream copy, which it then skips, moving `intent_seq` past
   it. The hot path stays on until JetStream delivers an intent it had not seen (a core copy
@@ -545,7 +546,7 @@ class PaperService(Service):
         if not self._hot_busy and self._hot_queue.empty() and (sub is None or sub.pending_msgs < HOT_BATCH_MIN):
             await self._hot_run([msg])  # decided here, without waiting for the loop's turn
         else:
-            self._hot_queue.put_nowait(msg)  # a burst (or one in hand): the loop decides what queues as one batch
+            self._hot_queue.put_nowait(msg)  # a burst (or one in hand): the loop decides what queues
 
     def _passed(self, msg: Msg) -> None:
         """A core copy the hot path does not decide: JetStream will, and until it has, the hot path
@@ -558,7 +559,7 @@ class PaperService(Service):
             self._hot_passed.add(key)
 
     async def _hot_loop(self) -> None:
-        """Decide intents as their core-NATS copies arrive (whatever queued meanwhile as one batch)."""
+        """Decide intents as their core-NATS copies arrive (whatever queued meanwhile together)."""
         q = self._hot_queue
         while True:
             msgs = [await q.get()]
@@ -605,6 +606,7 @@ class PaperService(Service):
         except asyncio.CancelledError:
             raise
         except Exception as e:  # JetStream delivers them: runs that did not decide them do then
+            self._hot_on = False  # and in stream order: later intents wait for JetStream too
             self.log.warning("hot path failed; JetStream will deliver these intents", error=str(e))
 
     def _hot_fresh(self, orders: list[Intent]) -> list[Intent]:

@@ -23,7 +23,9 @@
 - `paper.latency_floor_core_*`: the same probe against a stand-in with no paper logic that answers
   each intent from core NATS with 5 tiny RunUpdates (what the hot path's transport costs by itself
   on this machine), on the same server, each of its rounds right after a paper round: the machine's
-  noise moves both alike. `paper.p99_over_floor`: paper's p99 minus the floor's, per pair of
+  noise moves both alike. The stand-in lives in the benchmark's process, beside the paper service
+  (idle then but for its timers: settling the round's trades, storing, live events), so the floor
+  errs high if anything. `paper.p99_over_floor`: paper's p99 minus the floor's, per pair of
   rounds (median), what paper's own work adds at the tail. `paper.latency_floor_jetstream_*`: a
   stand-in taking intents from a durable JetStream consumer, the path paper used before the hot
   path.

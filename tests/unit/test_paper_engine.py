@@ -272,6 +272,8 @@ CASES = [
     ("limit 0", {"legs": [leg("polymarket", "yes", 0), NO]}, {}, "hedged_pair", "leg 0 limit_px=0 is outside"),
     ("no fee model", {"legs": [leg("nasdaq", "yes", 4_100), NO]}, {}, "hedged_pair", "venue 'nasdaq' has no fee model"),
     ("size 0", {"size": 0}, {}, "hedged_pair", "size=0 must be positive"),
+    ("not a time", {"book_ts": 2**63 + 5}, {}, "hedged_pair",
+     "ts=1765000000002000000, book_ts=9223372036854775813: not times (ns since 1970, below 2**62)"),
     ("thin edge", {"net_edge_per_contract_micros": 4_000}, {}, "min_net_edge",
      "net edge 0.40c/contract < minimum 0.50c"),
     ("no ticker", {"legs": [YES, leg("kalshi", "no", 5_600, instrument="")]}, {}, "instrument_ids",
@@ -357,6 +359,15 @@ def test_unsupported_fee_exponent_is_refused_by_name() -> None:
     (out,) = decide(engine(facts=facts), [intent()], [run()])
     assert out.decisions.reason == ["hedged_pair"]
     assert "fee exponent 2/1 is not supported" in out.decisions.detail[0]
+
+
+def test_a_fee_rate_too_fine_for_int64_is_refused_by_name() -> None:
+    facts = MarketFacts()
+    facts.update(factories.market_info("m", venue="polymarket", instrument="FED",
+                                       taker_fee_rate="0.0000000000000000001"))  # fmt: skip
+    (out,) = decide(engine(facts=facts), [intent()], [run()])  # both routes: no OverflowError
+    assert out.decisions.reason == ["hedged_pair"]
+    assert "fee coefficients 1/10000000000000000000 are too fine" in out.decisions.detail[0]
 
 
 def test_an_instrument_fee_rate_from_market_info_is_charged() -> None:

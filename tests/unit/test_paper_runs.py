@@ -305,11 +305,11 @@ def test_traded_opportunities_older_than_a_day_before_the_newest_trade_are_dropp
     """A close the service missed (lost in a restart) must not keep an id for good."""
     cfg = config(start())
     day = TRADED_MAX_AGE_NS
-    old = {"stale": NOW - day - 1, "edge": NOW - day, "recent": NOW - 5}
+    old = {"recent": NOW - 5, "stale": NOW - day - 1, "edge": NOW - day}  # not in ts order
     run = PaperRun(cfg, msgspec.structs.replace(first_snapshot(cfg), traded=old))
     outcome, _ = fill(cfg, "I1", NOW + 100)
     run.decision_step(dataclasses.replace(outcome, traded={"new": NOW}), source="intent", last_seq=1)
-    assert run.snap.traded == {"edge": NOW - day, "recent": NOW - 5, "new": NOW}
+    assert run.snap.traded == {"recent": NOW - 5, "edge": NOW - day, "new": NOW}
     assert day == 86_400 * 10**9 and "stale" in old  # the old snapshot's dict untouched
 
 
