@@ -136,6 +136,8 @@ MAX_PENDING = 20_000
 ~100 bytes each), and a RunUpdate must fit NATS's max_payload. At the cap the balance check refuses."""
 
 _WS = re.compile(r"\s")
+FEE_CACHE_MAX = 100_000
+"""(venue, instrument) entries `Engine._leg_info` caches before starting over."""
 MAX_TS = 2**62
 """Order times (`ts`, `book_ts`, ns) must be below this (the year 2116): int64 arithmetic on them
 (t1 = book_ts + latency, the leg gap, day slots) then cannot overflow."""
@@ -580,6 +582,13 @@ def _time(ns: int) -> int:
     return ns if 0 <= ns < MAX_TS else 0
 
 
+def _times(ns: list[int]) -> list[int]:
+    """`_time` of each (the list itself when every one is a time: min and max are the cheap test)."""
+    if ns and (min(ns) < 0 or max(ns) >= MAX_TS):
+        return [_time(x) for x in ns]
+    return ns
+
+
 def _id_kind(venue: str) -> str:
     return {POLYMARKET: "polymarket token id", KALSHI: "kalshi ticker"}.get(venue, f"{venue} instrument id")
 
@@ -781,7 +790,7 @@ class Engine:
         self.books = books
         self.facts = facts
         self.default_fees = default_fees
-        self._fee_cache: dict[tuple[str, str], tuple[int, int, int, int, int, int] | str | None] = {}
+        self._fee_cache: dict[tuple[str, str], tuple[tuple[int, int, int, int, int, int] | str | None, bool]] = {}
         self._fee_cache_version = -1
 
     # -- per order ---------------------------------------------------------------------------
@@ -791,8 +800,10 @@ class Engine:
         own = self.facts.fees.get((venue, instrument))
         return own if own is not None else self.default_fees.get(venue)
 
-    def _fee_of(self, venue: str, instrument: str) -> tuple[int, int, int, int, int, int] | str | None:
-        if self._fee_cache_version != self.facts.version:
+    def _leg_info(self, venue: str, instrument: str) -> tuple[tuple[int, int, int, int, int, int] | str | None, bool]:
+        """(the leg's fee parameters, or why none: `fee_params`; whether its instrument id is one: not
+        empty, no whitespace), cached per (venue, instrument) until the market facts change."""
+        if self._fee_cache_version != self.facts.version or len(self._fee_cache) > FEE_CACHE_MAX:
             self._fee_cache.clear()
             self._fee_cache_version = self.facts.version
         key = (venue, instrument)
@@ -800,7 +811,7 @@ class Engine:
             return self._fee_cache[key]
         except KeyError:
             model = self.fee_model(venue, instrument)
-            out = None if model is None else fee_params(model)
+            out = (None if model is None else fee_params(model), bool(instrument) and not _WS.search(instrument))
             self._fee_cache[key] = out
             return out
 
@@ -820,12 +831,13 @@ class Engine:
         if o.size <= 0:
             return HEDGED_PAIR, f"size={o.size} must be positive", []
         out: list[tuple[int, ...]] = []
+        bad_id = -1
         for k, leg in enumerate(legs):
             if leg.side != "buy":
                 return HEDGED_PAIR, f"leg {k} side {leg.side!r}: the paper trader buys both legs", []
             if not 0 < leg.limit_px < PRICE_SCALE:
                 return HEDGED_PAIR, f"leg {k} limit_px={leg.limit_px} is outside (0, {PRICE_SCALE})", []
-            fee = self._fee_of(leg.venue, leg.instrument)
+            fee, id_ok = self._leg_info(leg.venue, leg.instrument)
             if fee is None:
                 known = ", ".join(sorted(self.default_fees))
                 return HEDGED_PAIR, f"leg {k} venue {leg.venue!r} has no fee model (known: {known})", []
@@ -833,12 +845,14 @@ class Engine:
                 return HEDGED_PAIR, f"leg {k} {leg.venue} {leg.instrument}: {fee}", []
             if o.size > fee[5]:
                 return HEDGED_PAIR, f"size={o.size} is too large to compute leg {k}'s {leg.venue} fee exactly", []
-            out.append((leg.limit_px, leg.outcome == "no", *fee[:5]))
-        for k, leg in enumerate(legs):
+            out.append((leg.limit_px, leg.outcome == "no", fee[0], fee[1], fee[2], fee[3], fee[4]))
+            if not id_ok and bad_id < 0:
+                bad_id = k
+        if bad_id >= 0:  # after every leg's hedged-pair checks: those come first
+            leg = legs[bad_id]
             if not leg.instrument:
-                return INSTRUMENT_IDS, f"leg {k} ({leg.venue}) has no {_id_kind(leg.venue)}", out
-            if _WS.search(leg.instrument):
-                return INSTRUMENT_IDS, f"leg {k} {_id_kind(leg.venue)} {leg.instrument!r} contains whitespace", out
+                return INSTRUMENT_IDS, f"leg {bad_id} ({leg.venue}) has no {_id_kind(leg.venue)}", out
+            return INSTRUMENT_IDS, f"leg {bad_id} {_id_kind(leg.venue)} {leg.instrument!r} contains whitespace", out
         return INTENT_OK, "", out
 
     def prepare(self, orders: Sequence[Order], source: DecisionSource = "intent") -> Prepared:
@@ -886,8 +900,8 @@ class Engine:
         key_idx = np.ascontiguousarray(leg_arr[:, :, 7])
         order_id = np.empty(n, object)
         order_id[:] = ids
-        ts_l = [_time(o.ts) for o in orders]
-        book_ts_l = [_time(o.book_ts) for o in orders]
+        ts_l = _times([o.ts for o in orders])
+        book_ts_l = _times([o.book_ts for o in orders])
         edge_l = [o.net_edge_per_contract_micros for o in orders]
         book_ts = np.array(book_ts_l, np.int64)
         # the books: each leg as of t1, leg 1 also as of t1 + the leg gap
