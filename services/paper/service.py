@@ -495,7 +495,7 @@ class PaperService(Service):
         one = self.engine.prepare_one(order)
         if one.books_behind:  # the book detect priced it on may be in flight: wait for the intake
             await self.intake.caught_up(timeout_s=BOOK_SYNC_TIMEOUT_S)
-            one = self.engine.prepare_one(order)  # its ladders are views: taken again after books came
+            one = self.engine.prepare_one(order)  # it names the history's buffers: taken again after books came
         outcomes = self.engine.decide_one(one, [run.limits() for run in watching])
         for run, outcome in zip(watching, outcomes, strict=True):
             run.decision_step(outcome, source="intent", last_seq=0, ahead={**run.snap.ahead, order.id: order.ts})
