@@ -141,7 +141,7 @@ FEE_CACHE_MAX = 100_000
 MAX_TS = 2**62
 """Order times (`ts`, `book_ts`, ns) must be below this (the year 2116): int64 arithmetic on them
 (t1 = book_ts + latency, the leg gap, day slots) then cannot overflow."""
-_NO_LEG = (1, False, FEE_KALSHI, 1, 1, 1, 1)
+_NO_LEG = (1, 0, FEE_KALSHI, 1, 1, 1, 1)
 """A leg's kernel values when the order failed before they were known."""
 _NO_BOOK = np.zeros((1, 1), np.int64)
 """The ladders of a leg with no book held (its row is −1: `_walk_at` fills nothing)."""
@@ -493,16 +493,25 @@ def _kernel_one(
     fail: int,
     edge: int,
     size_req: int,
-    leg0: tuple[int, bool, int, int, int, int, int],
-    leg1: tuple[int, bool, int, int, int, int, int],
-    books: tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, int],
+    leg0: tuple[int, int, int, int, int, int, int],
+    leg1: tuple[int, int, int, int, int, int, int],
+    px0: np.ndarray,
+    sz0: np.ndarray,
+    row0: int,
+    px1: np.ndarray,
+    sz1: np.ndarray,
+    row1: int,
+    pxg: np.ndarray,
+    szg: np.ndarray,
+    rowg: int,
     rs: np.ndarray,
     out: np.ndarray,
 ) -> None:
     """One intent for every run in `rs` (one row per run, columns R_*): `_pair` for each, the
-    run's balance, spent and traded updated in `rs` when it fills. `books` as
-    `PreparedOne.books`. Results go to out[r, O_*]."""
-    px0, sz0, row0, px1, sz1, row1, pxg, szg, rowg = books
+    run's balance, spent and traded updated in `rs` when it fills. The books as
+    `PreparedOne.books`, one argument each, and the legs all ints: typing a call's arguments is
+    most of its cost, and a tuple of mixed types types element by element. Results go to
+    out[r, O_*]."""
     for r in range(rs.shape[0]):
         s = rs[r]
         total = _pair(
@@ -762,7 +771,8 @@ class PreparedOne(OrderLists):
     edge: int
     size: int
     leg0: tuple[int, ...]
-    """(limit, buys NO, fee kind, a, b, c, d) of leg 0 (`_NO_LEG` when hedged_pair fails)."""
+    """(limit, buys NO (1) or YES (0), fee kind, a, b, c, d) of leg 0 (`_NO_LEG` when hedged_pair
+    fails): all ints, so `_kernel_one`'s dispatch types it as one."""
     leg1: tuple[int, ...]
     books: tuple[Any, ...]
     """(px, sz, row) of leg 0 as of t1, of leg 1 as of t1 and of leg 1 as of t1 + the leg gap:
@@ -845,7 +855,7 @@ class Engine:
                 return HEDGED_PAIR, f"leg {k} {leg.venue} {leg.instrument}: {fee}", []
             if o.size > fee[5]:
                 return HEDGED_PAIR, f"size={o.size} is too large to compute leg {k}'s {leg.venue} fee exactly", []
-            out.append((leg.limit_px, leg.outcome == "no", fee[0], fee[1], fee[2], fee[3], fee[4]))
+            out.append((leg.limit_px, int(leg.outcome == "no"), fee[0], fee[1], fee[2], fee[3], fee[4]))
             if not id_ok and bad_id < 0:
                 bad_id = k
         if bad_id >= 0:  # after every leg's hedged-pair checks: those come first
@@ -1195,7 +1205,7 @@ class Engine:
             np.int64,
         ).reshape(len(runs), R_TRADED + 1)
         out = np.zeros((len(runs), N_OUT), np.int64)
-        _kernel_one(one.fail, one.edge, one.size, one.leg0, one.leg1, one.books, rs, out)
+        _kernel_one(one.fail, one.edge, one.size, one.leg0, one.leg1, *one.books, rs, out)
         if now is None:
             now = time.time_ns()
         rows, state = out.tolist(), rs.tolist()
