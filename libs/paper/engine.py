@@ -275,8 +275,8 @@ def _pair(
     fail: int,
     edge: int,
     size_req: int,
-    leg0: tuple[int, bool, int, int, int, int, int],
-    leg1: tuple[int, bool, int, int, int, int, int],
+    leg0: tuple[int, bool | int, int, int, int, int, int],
+    leg1: tuple[int, bool | int, int, int, int, int, int],
     px0: np.ndarray,
     sz0: np.ndarray,
     row0: int,
@@ -298,13 +298,13 @@ def _pair(
     dry: bool,
     o: np.ndarray,
 ) -> int:
-    """One (order, run) pair: the checks in order, then (unless `dry`) the fill. Each leg is (limit,
-    buys NO, fee kind, a, b, c, d). Leg 0 walks row `row0` of (px0, sz0), its book as of t1; leg 1
-    row `row1` of (px1, sz1) as of t1 for fill_edge and row `rowg` of (pxg, szg) as of t1 + the leg
-    gap for the fill (the YES bids for a leg buying NO; row −1: no book). Results go to `o[O_*]`;
-    returns the cash the fill took (cost + fees), −1 when nothing was filled. Inlined where it is
-    called (numba inlines at most 30 parameters: hence the packed legs), so the batch kernel pays
-    no call per pair."""
+    """One (order, run) pair: the checks in order, then (unless `dry`) the fill. Each leg is
+    (limit, buys NO: a bool from the batch kernel, 0/1 from `_kernel_one`, fee kind, a, b, c, d).
+    Leg 0 walks row `row0` of (px0, sz0), its book as of t1; leg 1 row `row1` of (px1, sz1) as of
+    t1 for fill_edge and row `rowg` of (pxg, szg) as of t1 + the leg gap for the fill (the YES bids
+    for a leg buying NO; row −1: no book). Results go to `o[O_*]`; returns the cash the fill took
+    (cost + fees), −1 when nothing was filled. Inlined where it is called (numba inlines at most 30
+    parameters: hence the packed legs), so the batch kernel pays no call per pair."""
     lim0, refl0, k0, a0, b0, c0, d0 = leg0
     lim1, refl1, k1, a1, b1, c1, d1 = leg1
     ran = 0
