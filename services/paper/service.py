@@ -12,14 +12,17 @@ Wiring (the rules live in `libs.paper.engine` and `services.paper.runs`):
   batch). A run skips an order whose stream sequence is not past its `snapshot.intent_seq` /
   `opp_seq`, and the service skips an order id it saw under another sequence (published twice).
 - The hot path (MT_PAPER_HOT_PATH, on by default): a core-NATS subscription to the same intent
-  subjects gets each intent as it is published, a millisecond or more before JetStream delivers
-  it, and decides it at once (in the subscription's callback when nothing else waits, else what
-  queued meanwhile: one by one through `Engine.decide_one` when fewer than HOT_BATCH_MIN, else as
-  one batch), while `paper-intents` is in sync (nothing older waiting in the
+  subjects, on a connection of its own read straight off its socket (`core_feed.CoreFeed`; the
+  nats-py subscription when the server wants TLS), gets each intent as it is published, a
+  millisecond or more before JetStream delivers it, and decides it at once (in the socket's read
+  callback when nothing else is in hand, else what queued meanwhile: one by one through
+  `Engine.decide_one` when fewer than HOT_BATCH_MIN, else as one batch), while `paper-intents`
+  is in sync (nothing older waiting in the
   stream: `OrderedConsumer.in_sync`). The run remembers such an intent in `snapshot.ahead` (id →
   ts) until the consumer reaches its JetStream copy, which it then skips, moving `intent_seq` past
   it. The hot path stays on until JetStream delivers an intent it had not seen (a core copy
-  missed, e.g. dropped by a slow subscription), then waits for the consumer to be in sync again.
+  missed, e.g. dropped by a slow subscription) or its connection drops, then waits for the
+  consumer to be in sync again.
   JetStream stays the record: intents are acked only once the steps deciding them are stored,
   and a restart redelivers what was not acked, each run skipping what its snapshot says it
   decided (`intent_seq` or `ahead`). Ordering: while in sync, intents are decided in publish
@@ -97,6 +100,7 @@ from proto.paper import PaperReply, RunUpdate, StartRequest, StartRun, StopRun, 
 from proto.units import CASH_SCALE
 from services.paper.commit import Committer
 from services.paper.consumer import OrderedConsumer
+from services.paper.core_feed import CoreFeed, CoreFeedUnsupported, connection_url
 from services.paper.intake import BookIntake, MdEvent, last_updates
 from services.paper.runs import PaperRun, Part, RunError, first_snapshot, new_config
 from services.runtime import Service
@@ -174,7 +178,8 @@ class PaperService(Service):
         self.ignored: set[str] = set()
         self._seen: OrderedDict[str, int] = OrderedDict()
         self._hot_ids: OrderedDict[str, None] = OrderedDict()
-        self._hot_queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._hot_queue: asyncio.Queue[bytes] = asyncio.Queue()
+        """Core copies (payloads) waiting for the hot path's loop."""
         self.decided = 0
         self.hot_decided = 0
         """Intents decided on the hot path (the rest came by JetStream first)."""
@@ -187,7 +192,7 @@ class PaperService(Service):
         """Ids of core copies passed while the hot path was off, until JetStream delivers them."""
         self._intent_decoder = codec.decoder(Intent)
         self._hot_busy = False
-        self._hot_sub: Subscription | None = None
+        self._hot_feed: CoreFeed | None = None
         self._hot_first: str | None = None
         """The first intent the hot path decided since it last switched on."""
         self._hot_armed = False
@@ -245,10 +250,7 @@ class PaperService(Service):
             ).start(resume_from=self._resume_from("success_span")),
         ]
         if s.paper_hot_path:
-            self._hot_sub = await bus.nc.subscribe(
-                subjects.INTENT_ALL, cb=self._on_hot, pending_msgs_limit=100_000, pending_bytes_limit=256 << 20
-            )
-            self._subs.append(self._hot_sub)
+            await self._subscribe_hot(bus)
             self._tasks.append(asyncio.create_task(self._hot_loop(), name="paper:hot"))
         self._tasks += [
             asyncio.create_task(self._settle_loop(), name="paper:settle"),
@@ -274,6 +276,25 @@ class PaperService(Service):
             if took_ms > GC_SLOW_MS:
                 self.log.warning("slow garbage collection", took_ms=round(took_ms, 1), unreachable=found)
 
+    async def _subscribe_hot(self, bus: Any) -> None:
+        """The hot path's core copies: on a connection of its own (`core_feed.CoreFeed`), or through
+        nats-py when the server wants what that does not speak (TLS)."""
+        try:
+            self._hot_feed = await CoreFeed(
+                connection_url(bus.nc), subjects.INTENT_ALL, self._on_core, self._on_core_down, self.log
+            ).start()
+        except CoreFeedUnsupported as e:
+            self.log.info("hot path through the service's connection", reason=str(e))
+
+            async def on_msg(msg: Msg) -> None:
+                self._on_core([msg.data])
+
+            self._subs.append(
+                await bus.nc.subscribe(
+                    subjects.INTENT_ALL, cb=on_msg, pending_msgs_limit=100_000, pending_bytes_limit=256 << 20
+                )
+            )
+
     def _resume_from(self, source: str) -> int | None:
         """The first stream sequence (intents or opportunities) some running run has not decided yet;
         None when no run is running."""
@@ -292,6 +313,8 @@ class PaperService(Service):
                 await t
         if self._gc_was_enabled:
             gc.enable()
+        if self._hot_feed is not None:
+            await self._hot_feed.close()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -421,7 +444,9 @@ class PaperService(Service):
             return
         hot = seq_list is None
         if hot and len(orders) == 1 and self.live is None:
-            await self._decide_one(orders[0], runs)
+            if not self._decide_one(orders[0], runs):  # the book detect priced it on may be in flight
+                await self.intake.caught_up(timeout_s=BOOK_SYNC_TIMEOUT_S)
+                self._decide_one(orders[0], runs, books_checked=True)
             return
         if seq_list is not None:
             orders, seq_list = self._fresh(orders, seq_list, source)
@@ -484,22 +509,23 @@ class PaperService(Service):
             self._intents_decided_ts = max(self._intents_decided_ts, int(ts.max()))
             self._forget_closed()
 
-    async def _decide_one(self, order: Intent, runs: list[PaperRun]) -> None:
+    def _decide_one(self, order: Intent, runs: list[PaperRun], books_checked: bool = False) -> bool:
         """The hot path's lone intent (without live validation): `Engine.prepare_one` and
         `decide_one`, the decisions a batch of one would make, without building a batch's columns
-        (most of its cost, for one intent)."""
-        self.hot_decided += 1
+        (most of its cost, for one intent). False, with nothing changed, when no leg has a book as
+        new as the intent's and `books_checked` is not set: the caller lets the intake catch up
+        and calls again (the book detect priced it on may be in flight)."""
         watching = [run for run in runs if run.admits(order, run.snap.ahead)]
-        if not watching:
-            return
-        one = self.engine.prepare_one(order)
-        if one.books_behind:  # the book detect priced it on may be in flight: wait for the intake
-            await self.intake.caught_up(timeout_s=BOOK_SYNC_TIMEOUT_S)
-            one = self.engine.prepare_one(order)  # it names the history's buffers: taken again after books came
-        outcomes = self.engine.decide_one(one, [run.limits() for run in watching])
-        for run, outcome in zip(watching, outcomes, strict=True):
-            run.decision_step(outcome, source="intent", last_seq=0, ahead={**run.snap.ahead, order.id: order.ts})
-        self.decided += len(watching)
+        if watching:
+            one = self.engine.prepare_one(order)
+            if one.books_behind and not books_checked:
+                return False
+            outcomes = self.engine.decide_one(one, [run.limits() for run in watching])
+            for run, outcome in zip(watching, outcomes, strict=True):
+                run.decision_step(outcome, source="intent", last_seq=0, ahead={**run.snap.ahead, order.id: order.ts})
+            self.decided += len(watching)
+        self.hot_decided += 1
+        return True
 
     # -- the hot path: intents as they arrive over core NATS -----------------------------------
 
@@ -519,10 +545,8 @@ class PaperService(Service):
         this connection before JetStream's copy, so once this returns the hot path has seen every
         intent of the batch in hand it is going to see (up to `timeout_s`)."""
         deadline = time.monotonic() + timeout_s
-        sub = self._hot_sub
-        while (
-            self._hot_busy or not self._hot_queue.empty() or (sub is not None and sub.pending_msgs)
-        ) and time.monotonic() < deadline:
+        await asyncio.sleep(0)  # a turn of the loop: the hot path's socket is read
+        while (self._hot_busy or not self._hot_queue.empty()) and time.monotonic() < deadline:
             await asyncio.sleep(0)
 
     def _check_hot_missed(self, orders: list[Intent]) -> None:
@@ -537,41 +561,82 @@ class PaperService(Service):
             elif o.id == self._hot_first:
                 self._hot_armed = True
 
-    async def _on_hot(self, msg: Msg) -> None:
-        if self._hot_queue.qsize() >= HOT_QUEUE_MAX:
+    def _on_core(self, payloads: list[bytes]) -> None:
+        """Core copies as they are read (the feed's read callback): a few arriving while nothing
+        else is in hand are decided here and now (`_hot_now`); the rest, and any that cannot be
+        decided without waiting, queue for the hot path's loop, in order."""
+        q = self._hot_queue
+        if q.qsize() >= HOT_QUEUE_MAX:
             self._hot_on = False
-            self._passed(msg)
+            for p in payloads:
+                self._passed(p)
             return
-        sub = self._hot_sub
-        if not self._hot_busy and self._hot_queue.empty() and (sub is None or sub.pending_msgs < HOT_BATCH_MIN):
-            await self._hot_run([msg])  # decided here, without waiting for the loop's turn
-        else:
-            self._hot_queue.put_nowait(msg)  # a burst (or one in hand): the loop decides what queues
+        k = 0
+        if len(payloads) < HOT_BATCH_MIN and not self._hot_busy and q.empty() and not self.lock.locked():
+            while k < len(payloads) and self._hot_now(payloads[k]):
+                k += 1
+        for p in payloads[k:]:
+            q.put_nowait(p)
 
-    def _passed(self, msg: Msg) -> None:
+    def _on_core_down(self) -> None:
+        """The hot path's connection dropped: what is published until it is back comes only by
+        JetStream, so the hot path waits until the intent consumer has delivered it (in sync again,
+        seen afresh: a delivery with nothing behind it, or a pull expiring with nothing waiting)."""
+        self._hot_on = False
+        if self.consumers:
+            self.consumers[0].in_sync = False
+
+    def _hot_now(self, payload: bytes) -> bool:
+        """Decide one core copy at once, if that needs no waiting: the hot path is on, no live
+        validation, and its books are here. False: nothing changed, the loop must take it."""
+        if self.live is not None or not self._hot_ready():
+            return False
+        try:
+            order = self._intent_decoder.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):  # dead-lettered by the consumer
+            return True
+        if order.id in self._seen or order.id in self._hot_ids:
+            return True  # a publish retried, or published twice
+        runs = [r for r in self.runs.values() if r.running]
+        try:
+            if runs and not self._decide_one(order, runs):
+                return False
+        except Exception as e:  # JetStream delivers it: runs that did not decide it do then, in order
+            self._hot_on = False
+            self.log.warning("hot path failed; JetStream will deliver these intents", error=str(e))
+            return True
+        finally:
+            for run in runs:
+                self.committer.kick(run)
+        self._hot_ids[order.id] = None
+        if len(self._hot_ids) > SEEN_MAX:
+            self._hot_ids.popitem(last=False)
+        if self._hot_first is None:
+            self._hot_first = order.id
+        return True
+
+    def _passed(self, payload: bytes) -> None:
         """A core copy the hot path does not decide: JetStream will, and until it has, the hot path
         may not switch on (an intent after it would be decided first)."""
-        key = (msg.headers or {}).get("Nats-Msg-Id")
-        if key is None:
-            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                key = self._intent_decoder.decode(msg.data).id
-        if key is not None and len(self._hot_passed) < SEEN_MAX:
-            self._hot_passed.add(key)
+        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+            key = self._intent_decoder.decode(payload).id
+            if len(self._hot_passed) < SEEN_MAX:
+                self._hot_passed.add(key)
 
     async def _hot_loop(self) -> None:
         """Decide intents as their core-NATS copies arrive (whatever queued meanwhile together)."""
         q = self._hot_queue
         while True:
-            msgs = [await q.get()]
-            while len(msgs) < HOT_BATCH and not q.empty():
-                msgs.append(q.get_nowait())
-            await self._hot_run(msgs)
+            payloads = [await q.get()]
+            while len(payloads) < HOT_BATCH and not q.empty():
+                payloads.append(q.get_nowait())
+            await self._hot_run(payloads)
 
-    async def _hot_run(self, msgs: list[Msg]) -> None:
+    async def _hot_run(self, payloads: list[bytes]) -> None:
         """One batch of the hot path, whatever happens (JetStream delivers what it misses)."""
         self._hot_busy = True
         try:
-            await self._hot_batch(msgs)
+            await self._hot_batch(payloads)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -580,16 +645,16 @@ class PaperService(Service):
         finally:
             self._hot_busy = False
 
-    async def _hot_batch(self, msgs: list[Msg]) -> None:
+    async def _hot_batch(self, payloads: list[bytes]) -> None:
         """Decide a batch from the hot path (nothing when it is off: JetStream delivers them, in order)."""
         if not self._hot_ready():
-            for m in msgs:
-                self._passed(m)
+            for p in payloads:
+                self._passed(p)
             return
         orders: list[Intent] = []
-        for m in msgs:
+        for p in payloads:
             with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):  # dead-lettered by the consumer
-                orders.append(self._intent_decoder.decode(m.data))
+                orders.append(self._intent_decoder.decode(p))
         try:
             async with self.lock:
                 if not self._hot_ready():

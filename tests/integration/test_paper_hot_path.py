@@ -148,6 +148,33 @@ async def test_an_undecodable_core_copy_is_left_to_jetstream(settings: Settings)
         await stack.close()
 
 
+async def test_a_dropped_hot_path_connection_loses_nothing_and_the_hot_path_comes_back(settings: Settings) -> None:
+    """The hot path's own connection drops: intents published meanwhile come by JetStream only (the
+    hot path is off until the consumer is in sync again), each decided once; then it reconnects and
+    decides again."""
+    stack, paper, bus, run, t = await started(settings)
+    try:
+        live = paper.runs[run.run_id]
+        await bus.publish(subjects.intent("xarb"), intent("D0", t))
+        await until(lambda: paper.hot_decided == 1)
+        feed = paper._hot_feed
+        feed._transport.abort()
+        await until(lambda: not paper._hot_on)  # off: D1 must not be overtaken by a later intent
+        await bus.publish(subjects.intent("xarb"), intent("D1", t))
+        await until(lambda: live.snap.decisions == 2)
+        await until(lambda: feed.connects == 2, timeout_s=10)
+        assert await wait_idle(bus, PAPER, timeout_s=30)
+        before = paper.hot_decided
+        await bus.publish(subjects.intent("xarb"), intent("D2", t))
+        await until(lambda: live.snap.decisions == 3)
+        assert paper.hot_decided == before + 1  # back on the hot path
+        await until(lambda: not live.snap.ahead)
+        assert await wait_idle(bus, RECORDERS, timeout_s=30)
+        assert await decisions_of(stack, run.run_id) == [("D0", 1), ("D1", 1), ("D2", 1)]
+    finally:
+        await stack.close()
+
+
 class _Node:
     other: Any = None
 
