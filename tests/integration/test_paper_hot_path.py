@@ -175,6 +175,30 @@ async def test_a_dropped_hot_path_connection_loses_nothing_and_the_hot_path_come
         await stack.close()
 
 
+async def test_without_its_own_connection_the_hot_path_rides_the_services_nats_py_one(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server the feed cannot speak to (TLS): the hot path subscribes through nats-py and still
+    decides intents as they are published."""
+
+    async def refuse(self: Any) -> Any:
+        raise paper_service.CoreFeedUnsupported("the server requires TLS (test)")
+
+    monkeypatch.setattr(paper_service.CoreFeed, "start", refuse)
+    stack, paper, bus, run, t = await started(settings)
+    try:
+        assert paper._hot_feed is None
+        live = paper.runs[run.run_id]
+        for i in range(3):
+            await bus.publish(subjects.intent("xarb"), intent(f"N{i}", t))
+        await until(lambda: live.snap.decisions == 3)
+        assert paper.hot_decided == 3
+        await until(lambda: not live.snap.ahead)
+        assert live.snap.intent_seq == 3 and live.snap.decisions == 3
+    finally:
+        await stack.close()
+
+
 class _Node:
     other: Any = None
 
