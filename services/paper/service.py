@@ -595,11 +595,12 @@ class PaperService(Service):
             order = self._intent_decoder.decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError):  # dead-lettered by the consumer
             return True
-        if order.id in self._seen or order.id in self._hot_ids:
+        if not self._hot_fresh([order]):
             return True  # a publish retried, or published twice
         runs = [r for r in self.runs.values() if r.running]
         try:
             if runs and not self._decide_one(order, runs):
+                del self._hot_ids[order.id]  # not decided: the loop takes it afresh
                 return False
         except Exception as e:  # JetStream delivers it: runs that did not decide it do then, in order
             self._hot_on = False
@@ -608,9 +609,6 @@ class PaperService(Service):
         finally:
             for run in runs:
                 self.committer.kick(run)
-        self._hot_ids[order.id] = None
-        if len(self._hot_ids) > SEEN_MAX:
-            self._hot_ids.popitem(last=False)
         if self._hot_first is None:
             self._hot_first = order.id
         return True
