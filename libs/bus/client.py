@@ -91,8 +91,11 @@ class Bus:
         The event id goes in `Nats-Msg-Id`, so a retried publish within the stream's
         duplicate window is stored once.
         """
-        headers = {"Nats-Msg-Id": event.id} if dedup else None
-        ack = await self.js.publish(subject, codec.encode(event), headers=headers)
+        return await self.publish_encoded(subject, codec.encode(event), event.id if dedup else None)
+
+    async def publish_encoded(self, subject: str, data: bytes, msg_id: str | None) -> int:
+        """`publish` for an event its caller has encoded (`msg_id`: its id, for the duplicate check)."""
+        ack = await self.js.publish(subject, data, headers={"Nats-Msg-Id": msg_id} if msg_id is not None else None)
         return ack.seq
 
     async def publish_many(self, items: Iterable[tuple[str, Event]], window: int = 256) -> int:

@@ -71,10 +71,12 @@ OnStored = Callable[[PaperRun, RunUpdate, list[Part]], None]
 class Committer:
     """Stores every run's queued steps (see the module docstring)."""
 
-    def __init__(self, bus: Bus, log: Any, on_stored: OnStored) -> None:
+    def __init__(self, bus: Bus, log: Any, on_stored: OnStored, before_step: Callable[[], None] | None = None) -> None:
         self.bus = bus
         self.log = log
         self.on_stored = on_stored
+        self.before_step = before_step or (lambda: None)
+        """Called before each costly step of a send (the hot path's `CoreFeed.poll`)."""
         self.updates = 0
         self.retries = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -120,6 +122,7 @@ class Committer:
                     if wait > 0 and not self._flush:
                         await asyncio.sleep(wait)
                     self._sent_at[rid] = time.monotonic()
+                    self.before_step()
                     update, n = run.next_update(now_ns())
                     await self._store(run, update, subjects.paper("update", rid))
                     done = run.mark_stored(update, n)
@@ -167,9 +170,11 @@ class Committer:
 
     async def _store(self, run: PaperRun, update: RunUpdate, subject: str) -> None:
         wait = 0.1
+        data = run.encode(update)
+        self.before_step()
         while True:
             try:
-                await self.bus.publish(subject, update)
+                await self.bus.publish_encoded(subject, data, update.id)
                 return
             except Exception as e:
                 if self._stopping:

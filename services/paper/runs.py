@@ -43,7 +43,7 @@ import numpy as np
 from libs.ids import new_id
 from libs.paper.engine import RunLimits, RunOutcome
 from libs.paper.views import run_view
-from proto import subjects
+from proto import codec, subjects
 from proto.events import Intent, Opportunity
 from proto.paper import (
     BalanceChange,
@@ -225,17 +225,24 @@ MAX_UPDATE_DECISIONS = 20_000
 """Most decisions one RunUpdate carries (a few MB at most, within NATS max_payload)."""
 
 
-def _traded(old: dict[str, int], new: dict[str, int]) -> dict[str, int]:
+def _traded(old: dict[str, int], new: dict[str, int], old_floor: int | None = None) -> tuple[dict[str, int], int]:
     """A run's `snapshot.traded` after a batch traded `new`: a new dict (a snapshot is never
     mutated), without ids older than TRADED_MAX_AGE_NS before the newest trade, at most MAX_TRADED
-    ids, the oldest by intent ts dropped first."""
+    ids, the oldest by intent ts dropped first; and a lower bound of its oldest ts. `old_floor`: one
+    of `old`'s (its minimum is taken when None): scanning thousands of ids for their oldest on every
+    trade was most of a taken decision's cost for a run that had traded many."""
     out = {**old, **new}
+    floor = min(new.values())
+    if old:
+        floor = min(floor, min(old.values()) if old_floor is None else old_floor)
     cutoff = max(new.values()) - TRADED_MAX_AGE_NS
-    if min(out.values()) < cutoff:
+    if floor < cutoff:
         out = {k: v for k, v in out.items() if v >= cutoff}
+        floor = min(out.values())
     if len(out) > MAX_TRADED:
-        out = dict(sorted(out.items(), key=lambda kv: kv[1])[-MAX_TRADED:])
-    return out
+        kept = sorted(out.items(), key=lambda kv: kv[1])[-MAX_TRADED:]
+        out, floor = dict(kept), kept[0][1]
+    return out, floor
 
 
 def _concat(columns: list[DecisionColumns]) -> DecisionColumns:
@@ -245,6 +252,17 @@ def _concat(columns: list[DecisionColumns]) -> DecisionColumns:
     fields = zip(*map(msgspec.structs.astuple, columns), strict=True)  # per field: every part's list
     names = DecisionColumns.__struct_fields__
     return DecisionColumns(**{name: list(chain(lists)) for name, lists in zip(names, fields, strict=True)})
+
+
+class _WireSnapshot(RunSnapshot, frozen=True, kw_only=True):
+    """A RunSnapshot as `PaperRun.encode` stores it: its pending settlements and traded ids as the
+    bytes they encode to (MessagePack of the same values, so it decodes as a RunSnapshot)."""
+
+    pending: msgspec.Raw = msgspec.Raw(b"\x90")
+    traded: msgspec.Raw = msgspec.Raw(b"\x80")
+
+
+_PLAIN_FIELDS = tuple(f for f in RunSnapshot.__struct_fields__ if f not in ("pending", "traded"))
 
 
 @dataclass
@@ -274,6 +292,10 @@ class PaperRun:
     ui_sent: float = 0.0
     """Monotonic time the last run view went to the user's dashboard."""
     ui_dirty: bool = False
+    _encoded: dict[str, tuple[object, msgspec.Raw]] = field(default_factory=dict)
+    _traded_floor: tuple[object, int] = (None, 0)
+    """(a `snap.traded` dict, a lower bound of its oldest ts): see `_traded`."""
+    """Snapshot field → (the value last encoded, its bytes): see `encode`."""
 
     def __post_init__(self) -> None:
         import fnmatch
@@ -444,7 +466,9 @@ class PaperRun:
                     f"run {self.run_id}: balance {balance} from the trades, {outcome.balance_micros} from the engine"
                 )
             if outcome.traded:
-                values["traded"] = _traded(s.traded, outcome.traded)
+                known = self._traded_floor
+                traded, floor = _traded(s.traded, outcome.traded, known[1] if known[0] is s.traded else None)
+                values["traded"], self._traded_floor = traded, (traded, floor)
             values.update(
                 balance_micros=balance,
                 fees_micros=s.fees_micros + outcome.fees_micros,
@@ -482,6 +506,8 @@ class PaperRun:
         kept = dict(traded)
         for o in gone:
             kept.pop(o, None)
+        if self._traded_floor[0] is traded:  # fewer ids: the old bound is still a lower bound
+            self._traded_floor = (kept, self._traded_floor[1])
         self.snap = msgspec.structs.replace(self.snap, traded=kept)
         return True
 
@@ -549,6 +575,27 @@ class PaperRun:
             balance_changes=changes,
         )
         return update, take
+
+    def encode(self, update: RunUpdate) -> bytes:
+        """`update` as stored (MessagePack; decodes as a RunUpdate). The snapshot's `pending` and
+        `traded` grow with the run's trades, and most steps change neither: each is encoded once
+        per new value (a snapshot's collections are never changed in place, so the same object is
+        the same value) instead of in every update."""
+        s = update.snapshot
+        wire = _WireSnapshot(
+            **{f: getattr(s, f) for f in _PLAIN_FIELDS},
+            pending=self._encoded_field("pending", s.pending),
+            traded=self._encoded_field("traded", s.traded),
+        )
+        return codec.encode(msgspec.structs.replace(update, snapshot=wire))
+
+    def _encoded_field(self, name: str, value: object) -> msgspec.Raw:
+        hit = self._encoded.get(name)
+        if hit is not None and hit[0] is value:  # the cache holds the object, so its identity is not reused
+            return hit[1]
+        raw = msgspec.Raw(codec.encode(value))
+        self._encoded[name] = (value, raw)
+        return raw
 
     def mark_stored(self, update: RunUpdate, parts: int) -> list[Part]:
         """The update of the `parts` oldest parts is stored: drop them; returns them."""

@@ -204,7 +204,7 @@ class PaperService(Service):
         self.consumers: list[OrderedConsumer] = []
         self._ui_queue: asyncio.Queue[tuple[str, str, str, Any]] = asyncio.Queue()
         bus = self.ctx.bus
-        self.committer = Committer(bus, self.log, self._on_stored)
+        self.committer = Committer(bus, self.log, self._on_stored, before_step=self._poll_hot)
         updates, stale = await last_updates(bus, self.log)
         for u in updates:
             self.runs[u.run.run_id] = PaperRun(u.run, u.snapshot)
@@ -578,6 +578,12 @@ class PaperService(Service):
         for p in payloads[k:]:
             q.put_nowait(p)
 
+    def _poll_hot(self) -> None:
+        """Hand on the intents waiting on the hot path's socket before a costly step of something
+        else (`CoreFeed.poll`)."""
+        if self._hot_feed is not None:
+            self._hot_feed.poll()
+
     def _on_core_down(self) -> None:
         """The hot path's connection dropped: what is published until it is back comes only by
         JetStream, so the hot path waits until the intent consumer has delivered it (in sync again,
@@ -768,6 +774,7 @@ class PaperService(Service):
                 subject = subjects.ui_simulator(user_id, kind)
             except ValueError:
                 continue
+            self._poll_hot()
             if isinstance(data, PaperTrade):
                 data = trade_view(data, now_ns())
             with contextlib.suppress(Exception):  # live views are best effort; the stored update is the truth

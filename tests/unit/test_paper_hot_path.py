@@ -18,7 +18,7 @@ import structlog
 from libs.paper.books import SMALL_LOOKUP, BookHistory
 from proto import codec
 from proto.events import BookBatch, Intent
-from proto.paper import RunConfig, RunFilters
+from proto.paper import RunConfig, RunFilters, RunUpdate
 from services.paper.commit import UPDATE_EVERY_S, Committer
 from services.paper.consumer import OrderedConsumer, stream_pending, stream_seq
 from services.paper.runs import SMALL_BATCH, PaperRun, first_snapshot
@@ -130,6 +130,26 @@ def test_runs_store_on_their_own_phase_never_more_often_than_the_period() -> Non
     assert min(gaps) > 0.05  # spread over the period, not back to back
     committer._sent_at["quiet"] = now - UPDATE_EVERY_S
     assert committer._next_send("quiet") == 0.0
+
+
+async def test_a_send_lets_the_hot_path_read_its_socket_before_encoding_and_before_publishing() -> None:
+    """The committer calls `before_step` (the hot path's `CoreFeed.poll`) ahead of each costly step,
+    so an intent arriving meanwhile is decided then; what it publishes is the update's bytes."""
+    steps: list[str] = []
+
+    class _Bus:
+        async def publish_encoded(self, subject: str, data: bytes, msg_id: str | None) -> int:
+            steps.append(f"publish {subject} {codec.decode(data, RunUpdate).id == msg_id}")
+            return 1
+
+    committer = Committer(_Bus(), structlog.get_logger(), lambda *a: None, before_step=lambda: steps.append("poll"))  # type: ignore[arg-type]
+    cfg = RunConfig(run_id="r1", user_id="u", starting_micros=10**9, min_net_edge_micros=0, max_leg_micros=10**9,
+                    daily_cap_micros=10**12, settlement_delay_ns=0, started_at=0, ends_at=10**18)  # fmt: skip
+    run = PaperRun(cfg, first_snapshot(cfg))
+    run.start_step()
+    committer.kick(run)
+    await committer.wait_stored(run)
+    assert steps[:3] == ["poll", "poll", "publish paper.update.r1 True"]
 
 
 def _service(in_sync: bool) -> Any:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from libs.paper.engine import Engine, RunLimits, RunOutcome
+from proto import codec
 from proto.events import Leg
 from proto.paper import CHECK_BIT, DecisionColumns, RunConfig, RunFilters, RunUpdate, StartRequest, StartRun
 from services.paper.runs import MAX_TRADED, TRADED_MAX_AGE_NS, PaperRun, RunError, first_snapshot, new_config
@@ -143,10 +144,32 @@ def test_a_run_watches_its_window_keys_and_filters_and_skips_what_it_decided() -
 
 
 def store(run: PaperRun) -> RunUpdate:
-    """Build the next update from the queued steps and mark it stored, as the committer does."""
+    """Build the next update from the queued steps and mark it stored, as the committer does; returns
+    what a reader of the stream decodes from its stored bytes (`PaperRun.encode`)."""
     update, n = run.next_update(NOW)
     run.mark_stored(update, n)
-    return update
+    stored = codec.decode(run.encode(update), RunUpdate)
+    assert stored == update  # the bytes say what the update says
+    return stored
+
+
+def test_stored_bytes_follow_every_change_of_pending_and_traded_and_reuse_unchanged_ones() -> None:
+    cfg = config(start())
+    run = PaperRun(cfg, first_snapshot(cfg))
+    run.start_step()
+    outcome, _ = fill(cfg, "I1", NOW + 100)
+    run.decision_step(outcome, source="intent", last_seq=1)
+    first = store(run).snapshot
+    assert first.traded == {"O": NOW} and [p.settled_at for p in first.pending] == [NOW + 100]
+    pending_bytes = run._encoded["pending"][1]
+    run.decision_step(None, source="intent", last_seq=2)  # neither changes: the same bytes serve
+    assert store(run).snapshot.traded == {"O": NOW}
+    assert run._encoded["pending"][1] is pending_bytes
+    assert run.forget_traded(["O"]) is True
+    settle = run.settle_step(NOW + 100)
+    assert settle is not None
+    later = store(run).snapshot
+    assert later.traded == {} and later.pending == [] and later.balance_micros == run.snap.balance_micros
 
 
 def fill(cfg: RunConfig, intent: str, settled_at: int) -> tuple[RunOutcome, int]:
@@ -311,6 +334,28 @@ def test_traded_opportunities_older_than_a_day_before_the_newest_trade_are_dropp
     run.decision_step(dataclasses.replace(outcome, traded={"new": NOW}), source="intent", last_seq=1)
     assert run.snap.traded == {"recent": NOW - 5, "edge": NOW - day, "new": NOW}
     assert day == 86_400 * 10**9 and "stale" in old  # the old snapshot's dict untouched
+
+
+def test_the_age_limit_holds_across_steps_and_forgets_with_the_remembered_oldest_ts() -> None:
+    """A run remembers a lower bound of its traded ids' oldest ts between steps (so a trade does not
+    scan them all): ids still age out exactly, after a close forgets the oldest one too."""
+    cfg = config(start())
+    day = TRADED_MAX_AGE_NS
+    run = PaperRun(cfg, first_snapshot(cfg))
+
+    def trade(traded: dict[str, int]) -> dict[str, int]:
+        s = run.snap
+        b = RunOutcome(decisions=factories.decisions(cfg.run_id, n=1), trades=[], balance_micros=s.balance_micros,
+                       spent_by_day=s.spent_by_day, traded=traded)  # fmt: skip
+        run.decision_step(b, source="intent", last_seq=1)
+        return dict(run.snap.traded)
+
+    assert trade({"a": NOW, "b": NOW + 10}) == {"a": NOW, "b": NOW + 10}
+    assert trade({"c": NOW + day}) == {"a": NOW, "b": NOW + 10, "c": NOW + day}  # a is exactly a day old
+    assert trade({"d": NOW + day + 1}) == {"b": NOW + 10, "c": NOW + day, "d": NOW + day + 1}
+    assert run.forget_traded(["b"]) is True  # the oldest goes: the remembered bound is now too low
+    assert trade({"e": NOW + day + 11}) == {"c": NOW + day, "d": NOW + day + 1, "e": NOW + day + 11}
+    assert trade({"f": NOW + 2 * day + 1}) == {"d": NOW + day + 1, "e": NOW + day + 11, "f": NOW + 2 * day + 1}
 
 
 def test_a_run_trades_an_opportunity_once_across_batches_until_it_closes() -> None:
