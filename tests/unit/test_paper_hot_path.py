@@ -203,6 +203,7 @@ def _deciding_service() -> tuple[Any, PaperRun]:
     svc.live, svc.lock, svc.committer, svc.log = None, asyncio.Lock(), _Committer(), structlog.get_logger()
     svc._seen, svc._hot_ids = OrderedDict(), OrderedDict()
     svc._hot_queue, svc._hot_busy, svc._hot_sub = asyncio.Queue(), False, None
+    svc._intent_decoder = codec.decoder(Intent)
     svc.decided = svc.hot_decided = 0
     svc._closing, svc._intents_decided_ts = [], 0
     cfg = RunConfig(
@@ -238,6 +239,21 @@ async def test_a_closed_opening_is_remembered_until_jetstream_has_delivered_its_
     reasons = {i: r for c in cols for i, r in zip(c.intent_id, c.reason, strict=True)}
     assert reasons == {"I1": "taken", "J": "taken", "I2": "untraded_opportunity"}
     assert run.snap.trades == 2 and set(run.snap.traded) == {"P"}  # O forgotten once I2 (before its close) is decided
+
+
+async def test_an_intent_decided_in_the_read_callback_arms_the_missed_copy_check() -> None:
+    """The first intent the hot path decides after it switches on arms the check for missed core
+    copies, also when it is decided in the feed's read callback (`_hot_now`): JetStream then
+    delivering one the hot path never saw switches the hot path off (JetStream's order rules)."""
+    svc, run = _deciding_service()
+    svc._hot_on = False  # switches on at the first core copy: in sync, nothing passed
+    a = te.intent("A", opportunity_id="O", ts=te.T + 2 * te.MS)
+    z = te.intent("Z", opportunity_id="P", ts=te.T + 3 * te.MS)
+    assert svc._hot_now(codec.encode(a)) is True
+    assert svc.hot_decided == 1 and svc._hot_on and run.snap.ahead == {"A": a.ts}
+    await svc.on_intents([(a, 1), (z, 2)])  # Z's core copy never came
+    assert not svc._hot_on
+    assert run.snap.decisions == 2 and run.snap.intent_seq == 2 and not run.snap.ahead  # each once
 
 
 async def test_a_pull_that_expires_behind_a_backlog_does_not_count_as_in_sync() -> None:
