@@ -691,11 +691,26 @@ class RunLimits:
     untraded_opportunity check skips any other intent of theirs (`RunSnapshot.traded`)."""
 
 
+DecisionRow = tuple[str, int, str, str, str, str, bool, str, int, int, str, int, int, int, int, str]
+"""One decision: the values of DecisionColumns' fields, in their order."""
+
+_DECISION_FIELDS = DecisionColumns.__struct_fields__
+
+
+def decision_columns(rows: Sequence[DecisionRow]) -> DecisionColumns:
+    """DecisionColumns of decision rows (one transposition for the lot)."""
+    if not rows:
+        return DecisionColumns()
+    return DecisionColumns(**dict(zip(_DECISION_FIELDS, map(list, zip(*rows, strict=True)), strict=True)))
+
+
 @dataclass(slots=True)
 class RunOutcome:
-    """One run's decisions on a batch, its trades, and its cash and daily spend after them."""
+    """One run's decisions on a batch, its trades, and its cash and daily spend after them.
+    `decisions` are columns from `decide`, rows from `decide_one` (a lone intent's decision is one
+    tuple: the run's update turns the rows of many intents into columns at once)."""
 
-    decisions: DecisionColumns
+    decisions: DecisionColumns | list[DecisionRow]
     trades: list[PaperTrade]
     balance_micros: int
     spent_by_day: dict[int, int]
@@ -706,6 +721,11 @@ class RunOutcome:
     traded: dict[str, int] = field(default_factory=dict)
     """Opportunity ids this batch traded (→ the ts of the intent whose trade took it): new entries
     for the run's `RunSnapshot.traded`."""
+
+    def columns(self) -> DecisionColumns:
+        """The decisions as columns, whichever form they came in."""
+        d = self.decisions
+        return d if isinstance(d, DecisionColumns) else decision_columns(d)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -1211,9 +1231,74 @@ class Engine:
         rows, state = out.tolist(), rs.tolist()
         memo: dict[tuple, str] = {}
         return [
-            self._outcome(one, run, r, [0], [rows[r]], now, state[r][R_BALANCE], [state[r][R_SPENT]], [day], None, memo)
+            self._outcome_one(one, run, r, rows[r], now, state[r][R_BALANCE], state[r][R_SPENT], day, memo)
             for r, run in enumerate(runs)
         ]
+
+    def _outcome_one(
+        self,
+        one: PreparedOne,
+        run: RunLimits,
+        r: int,
+        row: list[int],
+        now: int,
+        balance: int,
+        spent: int,
+        day: int,
+        memo: dict[tuple, str],
+    ) -> RunOutcome:
+        """`_outcome` for a lone intent: the same decision as one row (see `RunOutcome`)."""
+        code = row[O_CODE]
+        intent_id = one.order_id_l[0]
+        oid = one.opp_id[0]
+        did = f"{run.run_id}:{intent_id}"
+        trades: list[PaperTrade] = []
+        traded: dict[str, int] = {}
+        trade_id = ""
+        if code == PASSED:
+            trade = self._trade(one, run, 0, row, did, now)
+            trades.append(trade)
+            trade_id = trade.id
+            traded[oid] = one.ts_l[0]
+            key = (PASSED, 0, *row[O_SIZE : O_EXPOSURE + 1])  # runs taking it alike: one text
+            detail = memo.get(key) or memo.setdefault(key, _taken_detail(trade))
+            reason = "taken"
+        elif code == UNTRADED_OPPORTUNITY:
+            reason, detail = CHECKS[code], _traded_detail(oid, run.traded.get(oid))
+        else:
+            reason, detail = CHECKS[code], self._fail_detail(code, one, 0, run, r, row, None, memo)
+        decision: DecisionRow = (
+            did,
+            now,
+            "intent",
+            intent_id,
+            oid,
+            one.opp_key[0],
+            bool(trades),
+            reason,
+            row[O_RUN],
+            row[O_PASS],
+            detail,
+            one.edge_l[0],
+            row[O_SIZE],
+            one.ts_l[0],
+            one.book_ts_l[0],
+            trade_id,
+        )
+        if not trades:
+            return RunOutcome([decision], trades, balance, run.spent_by_day)
+        t = trades[0]
+        return RunOutcome(
+            decisions=[decision],
+            trades=trades,
+            balance_micros=balance,
+            spent_by_day={**run.spent_by_day, day: spent} if spent else run.spent_by_day,
+            taken=1,
+            broken=int(t.broken),
+            fees_micros=t.fee_micros,
+            exposure_micros=t.exposure_micros,
+            traded=traded,
+        )
 
     def _outcome(
         self,

@@ -51,19 +51,14 @@ from proto.events import DeadLetter
 Handler = Callable[[list[tuple[Any, int]]], Awaitable[Awaitable[Any] | None]]
 
 
-def stream_pending(reply: str) -> int:
-    """Messages the consumer had still to deliver when this one was sent (the ack subject's last count)."""
-    t = reply.split(".")
-    return int(t[8]) if len(t) == 9 else int(t[10])
-
-
-def stream_seq(reply: str) -> tuple[int, int]:
-    """(stream sequence, deliveries) from a JetStream ack subject (both token layouts)."""
+def ack_info(reply: str) -> tuple[int, int, int]:
+    """(stream sequence, deliveries, pending) from a JetStream ack subject (both token layouts);
+    pending: messages the consumer had still to deliver when this one was sent."""
     t = reply.split(".")
     if len(t) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-        return int(t[5]), int(t[4])
+        return int(t[5]), int(t[4]), int(t[8])
     # $JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<token>]
-    return int(t[7]), int(t[6])
+    return int(t[7]), int(t[6]), int(t[10])
 
 
 class OrderedConsumer:
@@ -244,8 +239,7 @@ class OrderedConsumer:
                 continue
             self._pending -= 1
             last = msg
-            seq, deliveries = stream_seq(msg.reply)
-            self._last_pending = stream_pending(msg.reply)
+            seq, deliveries, self._last_pending = ack_info(msg.reply)
             behind = self._last_pending > 0
             try:
                 good.append((self.decoder.decode(msg.data), seq))
@@ -274,7 +268,7 @@ class OrderedConsumer:
                 if stored is not None:
                     await stored
                 await last.ack()
-                self.acked_seq = max(self.acked_seq, stream_seq(last.reply)[0])
+                self.acked_seq = max(self.acked_seq, ack_info(last.reply)[0])
                 self.processed += n
             except asyncio.CancelledError:
                 raise

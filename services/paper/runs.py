@@ -41,7 +41,7 @@ import msgspec
 import numpy as np
 
 from libs.ids import new_id
-from libs.paper.engine import RunLimits, RunOutcome
+from libs.paper.engine import DecisionRow, RunLimits, RunOutcome, decision_columns
 from libs.paper.views import run_view
 from proto import codec, subjects
 from proto.events import Intent, Opportunity
@@ -214,7 +214,7 @@ class Part:
     the snapshot after it."""
 
     snap: RunSnapshot
-    decisions: DecisionColumns | None = None
+    decisions: DecisionColumns | list[DecisionRow] | None = None
     trades: tuple = ()
     changes: tuple[BalanceChange, ...] = ()
     ui_run: bool = False
@@ -245,9 +245,23 @@ def _traded(old: dict[str, int], new: dict[str, int], old_floor: int | None = No
     return out, floor
 
 
-def _concat(columns: list[DecisionColumns]) -> DecisionColumns:
-    if len(columns) == 1:
-        return columns[0]
+def concat_decisions(parts: list[DecisionColumns | list[DecisionRow]]) -> DecisionColumns:
+    """One DecisionColumns of the steps' decisions, in order (rows of consecutive steps are turned
+    into columns together)."""
+    columns: list[DecisionColumns] = []
+    rows: list[DecisionRow] = []
+    for d in parts:
+        if isinstance(d, DecisionColumns):
+            if rows:
+                columns.append(decision_columns(rows))
+                rows = []
+            columns.append(d)
+        else:
+            rows += d
+    if rows:
+        columns.append(decision_columns(rows))
+    if len(columns) <= 1:
+        return columns[0] if columns else DecisionColumns()
     chain = itertools.chain.from_iterable
     fields = zip(*map(msgspec.structs.astuple, columns), strict=True)  # per field: every part's list
     names = DecisionColumns.__struct_fields__
@@ -429,7 +443,7 @@ class PaperRun:
         run's new `snapshot.ahead` (hot-path intents decided, or their JetStream copies reached)."""
         s = self.snap
         changes: list[BalanceChange] = []
-        decisions: DecisionColumns | None = None
+        decisions: DecisionColumns | list[DecisionRow] | None = None
         trades: list = []
         values: dict = {} if ahead is None else {"ahead": ahead}
         if source == "intent":
@@ -439,52 +453,62 @@ class PaperRun:
         if outcome is not None:
             decisions = outcome.decisions
             trades = outcome.trades
-            balance = s.balance_micros
-            pending = list(s.pending) if trades else s.pending
-            unsettled = s.unsettled_micros
-            for t in trades:
-                amount = t.cost_micros + t.fee_micros
-                balance -= amount
-                changes.append(
-                    BalanceChange(
-                        id=f"{t.id}:fill",
-                        ts=t.executed_at,
-                        kind="fill",
-                        trade_id=t.id,
-                        amount_micros=-amount,
-                        balance_micros=balance,
-                        pnl_micros=s.pnl_micros,
-                    )
-                )
-                settlement = PendingSettlement(
-                    trade_id=t.id, settled_at=t.settled_at, payout_micros=t.payout_micros, pnl_micros=t.pnl_micros
-                )
-                bisect.insort(pending, settlement, key=_settled_at)  # kept in settlement order
-                unsettled += t.payout_micros
-            if balance != outcome.balance_micros:  # the kernel and the trades must agree to the micro-dollar
-                raise AssertionError(
-                    f"run {self.run_id}: balance {balance} from the trades, {outcome.balance_micros} from the engine"
-                )
-            if outcome.traded:
-                known = self._traded_floor
-                traded, floor = _traded(s.traded, outcome.traded, known[1] if known[0] is s.traded else None)
-                values["traded"], self._traded_floor = traded, (traded, floor)
-            values.update(
-                balance_micros=balance,
-                fees_micros=s.fees_micros + outcome.fees_micros,
-                exposure_micros=s.exposure_micros + outcome.exposure_micros,
-                unsettled_micros=unsettled,
-                decisions=s.decisions + len(outcome.decisions),
-                taken=s.taken + outcome.taken,
-                trades=s.trades + len(trades),
-                broken=s.broken + outcome.broken,
-                spent_by_day=outcome.spent_by_day,
-                pending=pending,
-            )
+            values["decisions"] = s.decisions + len(decisions)
+            if trades or outcome.traded:
+                self._fills(outcome, changes, values)
+            elif outcome.balance_micros != s.balance_micros:  # nothing filled: nothing else moves
+                raise AssertionError(f"run {self.run_id}: no trade, yet the engine moved the balance")
         if end is not None:
             values.update(state="completed", stop_reason=end[0], stopped_at=end[1])
         snap = msgspec.structs.replace(s, **values)
         return self._queue(Part(snap, decisions, tuple(trades), tuple(changes), ui_run=end is not None))
+
+    def _fills(self, outcome: RunOutcome, changes: list[BalanceChange], values: dict) -> None:
+        """A step's trades: their fills' balance changes (into `changes`) and the snapshot values
+        they move (into `values`)."""
+        s = self.snap
+        trades = outcome.trades
+        balance = s.balance_micros
+        pending = list(s.pending) if trades else s.pending
+        unsettled = s.unsettled_micros
+        for t in trades:
+            amount = t.cost_micros + t.fee_micros
+            balance -= amount
+            changes.append(
+                BalanceChange(
+                    id=f"{t.id}:fill",
+                    ts=t.executed_at,
+                    kind="fill",
+                    trade_id=t.id,
+                    amount_micros=-amount,
+                    balance_micros=balance,
+                    pnl_micros=s.pnl_micros,
+                )
+            )
+            settlement = PendingSettlement(
+                trade_id=t.id, settled_at=t.settled_at, payout_micros=t.payout_micros, pnl_micros=t.pnl_micros
+            )
+            bisect.insort(pending, settlement, key=_settled_at)  # kept in settlement order
+            unsettled += t.payout_micros
+        if balance != outcome.balance_micros:  # the kernel and the trades must agree to the micro-dollar
+            raise AssertionError(
+                f"run {self.run_id}: balance {balance} from the trades, {outcome.balance_micros} from the engine"
+            )
+        if outcome.traded:
+            known = self._traded_floor
+            traded, floor = _traded(s.traded, outcome.traded, known[1] if known[0] is s.traded else None)
+            values["traded"], self._traded_floor = traded, (traded, floor)
+        values.update(
+            balance_micros=balance,
+            fees_micros=s.fees_micros + outcome.fees_micros,
+            exposure_micros=s.exposure_micros + outcome.exposure_micros,
+            unsettled_micros=unsettled,
+            taken=s.taken + outcome.taken,
+            trades=s.trades + len(trades),
+            broken=s.broken + outcome.broken,
+            spent_by_day=outcome.spent_by_day,
+            pending=pending,
+        )
 
     def reach(self, last_seq: int, ahead: dict[str, int]) -> None:
         """The intent consumer reached JetStream copies of intents this run decided on the hot path
@@ -560,8 +584,7 @@ class PaperRun:
         parts = self.parts[:take]
         version = self.stored_version + 1
         snap = msgspec.structs.replace(parts[-1].snap, version=version)
-        columns = [p.decisions for p in parts if p.decisions is not None]
-        decisions = _concat(columns) if columns else DecisionColumns()
+        decisions = concat_decisions([p.decisions for p in parts if p.decisions is not None])
         trades = [t for p in parts for t in p.trades]
         changes = [c for p in parts for c in p.changes]
         ids = [snap.state, snap.stop_reason, *decisions.id, *(c.id for c in changes)]

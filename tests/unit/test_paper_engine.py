@@ -8,6 +8,7 @@ rounded half up to 5 decimals), in exact fractions, not through libs.fees.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from fractions import Fraction
@@ -151,7 +152,9 @@ def decide(e: Engine, orders: list, runs: list[RunLimits], source: str = "intent
     watch = kw.pop("watch", np.ones((len(orders), len(runs)), bool))
     out = e.decide(prep, runs, watch, NOW, **kw)  # type: ignore[arg-type]
     if len(orders) == 1 and source == "intent" and not kw and e.s.validation != "live" and watch.all():
-        assert e.decide_one(e.prepare_one(orders[0]), runs, NOW) == out
+        one = e.decide_one(e.prepare_one(orders[0]), runs, NOW)
+        assert all(isinstance(o.decisions, list) for o in one)  # rows: the run's update makes columns
+        assert [dataclasses.replace(o, decisions=o.columns()) for o in one] == out
     return out  # type: ignore[return-value]
 
 

@@ -20,8 +20,8 @@ from proto import codec
 from proto.events import BookBatch, Intent
 from proto.paper import RunConfig, RunFilters, RunUpdate
 from services.paper.commit import UPDATE_EVERY_S, Committer
-from services.paper.consumer import OrderedConsumer, stream_pending, stream_seq
-from services.paper.runs import SMALL_BATCH, PaperRun, first_snapshot
+from services.paper.consumer import OrderedConsumer, ack_info
+from services.paper.runs import SMALL_BATCH, PaperRun, concat_decisions, first_snapshot
 from services.paper.service import PaperService
 from tests import factories
 from tests.unit import test_paper_engine as te
@@ -32,8 +32,8 @@ NOW = 1_765_000_000_000_000_000
 def test_the_ack_subject_gives_sequence_deliveries_and_pending_in_both_layouts() -> None:
     old = "$JS.ACK.INTENT.paper-intents.2.417.9.1765000000000000000.3"
     new = "$JS.ACK.hub.ACC.INTENT.paper-intents.1.418.10.1765000000000000000.0.tok"
-    assert (stream_seq(old), stream_pending(old)) == ((417, 2), 3)
-    assert (stream_seq(new), stream_pending(new)) == ((418, 1), 0)
+    assert ack_info(old) == (417, 2, 3)
+    assert ack_info(new) == (418, 1, 0)
 
 
 def _intent(id: str, instrument: str = "FED", ts: int = NOW) -> Any:
@@ -235,8 +235,8 @@ async def test_a_closed_opening_is_remembered_until_jetstream_has_delivered_its_
     await svc.on_opportunities([(close, 1)])
     assert set(run.snap.traded) == {"O", "P"}  # no intent of JetStream's has passed the close yet
     await svc.on_intents([(i1, 1), (i2, 2), (j, 3)])  # JetStream's copies, in stream order
-    cols = [p.decisions for p in run.parts if p.decisions]
-    reasons = {i: r for c in cols for i, r in zip(c.intent_id, c.reason, strict=True)}
+    cols = concat_decisions([p.decisions for p in run.parts if p.decisions])
+    reasons = dict(zip(cols.intent_id, cols.reason, strict=True))
     assert reasons == {"I1": "taken", "J": "taken", "I2": "untraded_opportunity"}
     assert run.snap.trades == 2 and set(run.snap.traded) == {"P"}  # O forgotten once I2 (before its close) is decided
 

@@ -248,6 +248,52 @@ def test_steps_queued_meanwhile_are_stored_together_with_the_snapshot_after_the_
     assert run.parts == [] and run.stored == run.queued == 3
 
 
+def test_lone_intents_decision_rows_and_batch_columns_are_stored_in_step_order() -> None:
+    """The hot path's steps carry one decision row each, a batch's step columns: the update holds
+    every decision in the order of the steps, each field intact."""
+    cfg = config(start())
+    run = PaperRun(cfg, first_snapshot(cfg))
+    whole = factories.decisions(cfg.run_id, n=6)
+    rows = list(zip(*msgspec.structs.astuple(whole), strict=True))
+    s = run.snap
+
+    def step(decisions: object, seq: int) -> None:
+        outcome = RunOutcome(decisions=decisions, trades=[], balance_micros=s.balance_micros, spent_by_day={})  # type: ignore[arg-type]
+        run.decision_step(outcome, source="intent", last_seq=seq)
+
+    step([rows[0]], 0)
+    step([rows[1]], 0)
+    step(factories.decisions(cfg.run_id, n=2, first=2), 3)  # columns of int-2, int-3
+    step([rows[4]], 0)
+    step([rows[5]], 0)
+    update, n = run.next_update(NOW)
+    assert n == 5 and len(update.decisions) == 6
+    assert update.decisions.id == whole.id and update.decisions.intent_id == whole.intent_id
+    first_two = factories.decisions(cfg.run_id, n=2, first=2)
+    assert update.decisions.reason == [*whole.reason[:2], *first_two.reason, *whole.reason[4:]]
+    assert update.decisions.detail == [*whole.detail[:2], *first_two.detail, *whole.detail[4:]]
+    assert update.decisions.checks_run == [*whole.checks_run[:2], *first_two.checks_run, *whole.checks_run[4:]]
+    assert update.snapshot.decisions == 6
+
+
+def test_a_step_whose_engine_balance_disagrees_with_its_trades_is_refused_and_changes_nothing() -> None:
+    cfg = config(start())
+    run = PaperRun(cfg, first_snapshot(cfg))
+    run.start_step()
+    before = (run.snap, run.queued)
+    outcome, _ = fill(cfg, "I1", NOW + 100)
+    off = dataclasses.replace(outcome, balance_micros=outcome.balance_micros + 1)
+    with pytest.raises(AssertionError, match="from the trades"):
+        run.decision_step(off, source="intent", last_seq=1)
+    skipped = RunOutcome(
+        decisions=factories.decisions(cfg.run_id, n=1), trades=[], balance_micros=run.snap.balance_micros - 1,
+        spent_by_day={},
+    )  # fmt: skip
+    with pytest.raises(AssertionError, match="no trade, yet the engine moved the balance"):
+        run.decision_step(skipped, source="intent", last_seq=1)
+    assert (run.snap, run.queued) == before
+
+
 def test_update_ids_are_the_same_for_the_same_step_and_differ_for_different_content() -> None:
     cfg = config(start())
     a = PaperRun(cfg, first_snapshot(cfg))
