@@ -100,6 +100,11 @@ assert CHECK_RUN_ORDER[: MIN_NET_EDGE + 2] == (*CHECKS[: MIN_NET_EDGE + 1], "unt
 PASSED = -1
 """Kernel code: every check passed (taken, or eligible for a span)."""
 NOT_WATCHED = -2
+_ROW_FREE = frozenset(
+    {HEDGED_PAIR, HAS_ORDERS, INSTRUMENT_IDS, EXCHANGE_KEYS, EXCHANGE_VALIDATION, MIN_NET_EDGE, MAX_LEG, LIQUIDITY}
+)
+"""Failed checks whose detail names no kernel output (`_fail_detail` reads no row for them)."""
+_NO_ROW: list[int] = []
 INTENT_OK = 99
 """`fail_at` of an intent whose intent-only checks (has_orders, hedged_pair, instrument_ids) pass."""
 
@@ -1193,9 +1198,9 @@ class Engine:
             if not sel_l:
                 outcomes.append(None)
                 continue
-            rows = out[:, r].tolist() if len(sel_l) == n else out[sel_l, r].tolist()
+            arr = out[:, r] if len(sel_l) == n else out[sel_l, r]
             outcomes.append(
-                self._outcome(prep, run, r, sel_l, rows, now, int(balance[r]), spent_l[r], days, live, memo)
+                self._outcome(prep, run, r, sel_l, arr, now, int(balance[r]), spent_l[r], days, live, memo)
             )
         return outcomes
 
@@ -1306,7 +1311,7 @@ class Engine:
         run: RunLimits,
         r: int,
         sel_l: list[int],
-        rows: list[list[int]],
+        arr: np.ndarray,
         now: int,
         balance: int,
         spent: list[int],
@@ -1314,10 +1319,15 @@ class Engine:
         live: tuple[np.ndarray, dict[tuple[int, int], str]] | None,
         memo: dict[tuple, str],
     ) -> RunOutcome:
+        """One run's decisions on the orders `sel_l` (kernel results in `arr`, a row per order).
+        Only the columns every decision shows are turned into Python ints: a whole row is read
+        only for a trade or a detail that names its values (most rows of a busy run fail one check
+        for the same reason, and converting all 21 columns was a tenth of deciding a batch)."""
         rid = run.run_id
         span = prep.source == "success_span"
         k = len(sel_l)
-        codes = [row[O_CODE] for row in rows]  # rows are plain ints: numpy scalars are slow one by one
+        codes = arr[:, O_CODE].tolist()
+        sizes = arr[:, O_SIZE].tolist()
         every = k == prep.n  # the run watches every order: the batch's own lists serve (never mutated)
         order_ids = prep.order_id_l if every else [prep.order_id_l[i] for i in sel_l]
         ids = [f"{rid}:span:{x}" for x in order_ids] if span else [f"{rid}:{x}" for x in order_ids]
@@ -1328,11 +1338,14 @@ class Engine:
         broken = fees = exposure = 0
         traded: dict[str, int] = {}
         ok_reason = "eligible" if span else "taken"
+        cols: dict[int, list[int]] = {}
+        if BALANCE in codes:  # its detail's memo key, without the rows
+            cols = {c: arr[:, c].tolist() for c in (O_NEED, O_BALANCE, O_ROOM)}
         for j, code in enumerate(codes):
             i = sel_l[j]
-            row = rows[j]
             if code == PASSED:
                 reasons.append(ok_reason)
+                row = arr[j].tolist()
                 if span:
                     details.append(_eligible_detail(row))
                     trade_ids.append("")
@@ -1356,6 +1369,12 @@ class Engine:
                 oid = prep.opp_id[i]
                 details.append(_traded_detail(oid, traded[oid] if oid in traded else run.traded.get(oid)))
                 continue
+            if code == BALANCE:
+                text = memo.get((code, cols[O_NEED][j], cols[O_BALANCE][j], sizes[j], cols[O_ROOM][j] <= 0))
+                if text is not None:
+                    details.append(text)
+                    continue
+            row = _NO_ROW if code in _ROW_FREE else arr[j].tolist()
             details.append(self._fail_detail(code, prep, i, run, r, row, live, memo))
         decisions = DecisionColumns(
             id=ids,
@@ -1366,11 +1385,11 @@ class Engine:
             opportunity_key=prep.opp_key if every else [prep.opp_key[i] for i in sel_l],
             taken=[c == PASSED and not span for c in codes],
             reason=reasons,
-            checks_run=[row[O_RUN] for row in rows],
-            checks_passed=[row[O_PASS] for row in rows],
+            checks_run=arr[:, O_RUN].tolist(),
+            checks_passed=arr[:, O_PASS].tolist(),
             detail=details,
             net_edge_per_contract_micros=prep.edge_l if every else [prep.edge_l[i] for i in sel_l],
-            size=[row[O_SIZE] for row in rows],
+            size=sizes,
             intent_ts=prep.ts_l if every else [prep.ts_l[i] for i in sel_l],
             book_ts=prep.book_ts_l if every else [prep.book_ts_l[i] for i in sel_l],
             trade_id=trade_ids,
@@ -1487,6 +1506,14 @@ class Engine:
             return (
                 f"not one contract fits the max leg {usd(run.max_leg_micros)} at limits {price(lim0)} and {price(lim1)}"
             )
+        if code == LIQUIDITY:  # names no kernel output (`_ROW_FREE`)
+            leg0 = prep.orders[i].legs[0]
+            if prep.row0_l[i][0] < 0:
+                return f"leg 0 {leg0.venue} {leg0.instrument}: no book held at the fill time"
+            return (
+                f"leg 0 {leg0.venue} {leg0.outcome.upper()}: no depth at or below the limit {price(lim0)} "
+                f"on the book of {iso(prep.row_ts0_l[i][0])}"
+            )
         size = o[O_SIZE]
         if code == BALANCE and o[O_ROOM] <= 0:
             return f"{MAX_PENDING:,} trades await settlement, the most one run holds: no new fill until some settle"
@@ -1498,14 +1525,6 @@ class Engine:
             return (
                 f"{usd(o[O_SPENT])} spent on {day} (UTC) + {usd(o[O_NEED])} needed > "
                 f"daily cap {usd(run.daily_cap_micros)}"
-            )
-        leg0 = prep.orders[i].legs[0]
-        if code == LIQUIDITY:
-            if prep.row0_l[i][0] < 0:
-                return f"leg 0 {leg0.venue} {leg0.instrument}: no book held at the fill time"
-            return (
-                f"leg 0 {leg0.venue} {leg0.outcome.upper()}: no depth at or below the limit {price(lim0)} "
-                f"on the book of {iso(prep.row_ts0_l[i][0])}"
             )
         return (
             f"the fill nets {cents(o[O_NET])}/contract after fees < minimum {cents(run.min_net_edge_micros)} "

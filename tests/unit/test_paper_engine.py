@@ -331,6 +331,22 @@ def test_by_hand_worst_case_need_matches_the_balance_detail() -> None:
     assert ok.decisions.reason == ["taken"] and short.decisions.reason == ["balance"]
 
 
+def test_balance_details_in_a_batch_name_each_runs_cash_and_each_intents_need() -> None:
+    """Skips for the same reason share their formatted detail within a batch: the sharing must key on
+    every value the detail names (the run's cash, the intent's need and size, the settlement room)."""
+    orders = [intent("A"), intent("B", size=100), intent("C")]
+    runs = [run(run_id="R1", balance_micros=90_000_000), run(run_id="R2", balance_micros=50_000_000),
+            run(run_id="R3", balance_micros=90_000_000, pending=eng_mod.MAX_PENDING)]  # fmt: skip
+    outs = decide(engine(), orders, runs)
+    details = [o.decisions.detail for o in outs]
+    assert [o.decisions.reason for o in outs] == [["balance"] * 3] * 3
+    worst_150 = "needs $148.82 (worst case: 150 pairs at the limits, with fees)"
+    assert details[0][0] == details[0][2] == f"{worst_150}, balance $90.00"
+    assert "(worst case: 100 pairs" in details[0][1] and details[0][1].endswith("balance $90.00")
+    assert details[1][0].endswith("balance $50.00") and details[1][1].endswith("balance $50.00")
+    assert all(d.startswith("20,000 trades await settlement") for d in details[2])
+
+
 def test_fill_edge_by_hand() -> None:
     leg0, leg1 = take(POLY_ASKS, 150, 4_100), take(NO_ASKS, 150, 5_600)
     net = (150_000_000 - cost(leg0) - cost(leg1) - poly_fee(leg0) - kalshi_fee(leg1)) // 150
