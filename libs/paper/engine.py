@@ -1199,9 +1199,7 @@ class Engine:
                 outcomes.append(None)
                 continue
             arr = out[:, r] if len(sel_l) == n else out[sel_l, r]
-            outcomes.append(
-                self._outcome(prep, run, r, sel_l, arr, now, int(balance[r]), spent_l[r], days, live, memo)
-            )
+            outcomes.append(self._outcome(prep, run, r, sel_l, arr, now, int(balance[r]), spent_l[r], days, live, memo))
         return outcomes
 
     def decide_one(self, one: PreparedOne, runs: Sequence[RunLimits], now: int | None = None) -> list[RunOutcome]:
