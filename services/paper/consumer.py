@@ -51,6 +51,12 @@ from proto.events import DeadLetter
 Handler = Callable[[list[tuple[Any, int]]], Awaitable[Awaitable[Any] | None]]
 
 
+def ack_seq(reply: str) -> int:
+    """`ack_info`'s stream sequence alone (what every message of a batch needs)."""
+    t = reply.split(".")
+    return int(t[5] if len(t) == 9 else t[7])
+
+
 def ack_info(reply: str) -> tuple[int, int, int]:
     """(stream sequence, deliveries, pending) from a JetStream ack subject (both token layouts);
     pending: messages the consumer had still to deliver when this one was sent."""
@@ -230,7 +236,6 @@ class OrderedConsumer:
         good: list[tuple[Any, int]] = []
         good_msgs: list[Msg] = []
         last: Msg | None = None
-        behind = False
         expired = False
         for msg in msgs:
             if msg.headers and msg.headers.get("Status"):
@@ -239,17 +244,18 @@ class OrderedConsumer:
                 continue
             self._pending -= 1
             last = msg
-            seq, deliveries, self._last_pending = ack_info(msg.reply)
-            behind = self._last_pending > 0
+            seq = ack_seq(msg.reply)
             try:
                 good.append((self.decoder.decode(msg.data), seq))
                 good_msgs.append(msg)
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                await self._dead_letter(msg, seq, f"decode: {e}", deliveries)
+                await self._dead_letter(msg, seq, f"decode: {e}", ack_info(msg.reply)[1])
         if last is None:
             if expired and self._queue.empty() and self._last_pending == 0:
                 self.in_sync = True  # a pull expired and nothing was waiting after the last delivery
             return
+        self._last_pending = ack_info(last.reply)[2]
+        behind = self._last_pending > 0
         if behind:
             self.in_sync = False
         stored = await self._handle_in_order(good, good_msgs) if good else None

@@ -20,7 +20,7 @@ from proto import codec
 from proto.events import BookBatch, Intent
 from proto.paper import RunConfig, RunFilters, RunUpdate
 from services.paper.commit import UPDATE_EVERY_S, Committer
-from services.paper.consumer import OrderedConsumer, ack_info
+from services.paper.consumer import OrderedConsumer, ack_info, ack_seq
 from services.paper.runs import SMALL_BATCH, PaperRun, concat_decisions, first_snapshot
 from services.paper.service import PaperService
 from tests import factories
@@ -32,8 +32,8 @@ NOW = 1_765_000_000_000_000_000
 def test_the_ack_subject_gives_sequence_deliveries_and_pending_in_both_layouts() -> None:
     old = "$JS.ACK.INTENT.paper-intents.2.417.9.1765000000000000000.3"
     new = "$JS.ACK.hub.ACC.INTENT.paper-intents.1.418.10.1765000000000000000.0.tok"
-    assert ack_info(old) == (417, 2, 3)
-    assert ack_info(new) == (418, 1, 0)
+    assert ack_info(old) == (417, 2, 3) and ack_seq(old) == 417
+    assert ack_info(new) == (418, 1, 0) and ack_seq(new) == 418
 
 
 def _intent(id: str, instrument: str = "FED", ts: int = NOW) -> Any:
