@@ -96,6 +96,15 @@ class Committer:
             task = asyncio.create_task(self._send(run), name=f"paper:store:{run.run_id}")
             self._tasks[run.run_id] = task
 
+    def idle(self, run_id: str) -> bool:
+        """Nothing of the run's in hand: no sender, no snapshot waiting for PAPERSTATE."""
+        return run_id not in self._tasks and run_id not in self._unsaved and run_id not in self._timers
+
+    def forget(self, run_id: str) -> None:
+        """Drop what is kept about an idle run (`idle`) that the service retires."""
+        for kept in (self._waiters, self._saved_at, self._sent_at, self._phases):
+            kept.pop(run_id, None)
+
     def resave(self, run: PaperRun, update: RunUpdate) -> None:
         """Write the run's snapshot (from `update`, already stored in PAPER) to PAPERSTATE again: a
         restart found its PAPERSTATE copy older (the last instance stopped before writing it)."""

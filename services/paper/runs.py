@@ -335,6 +335,11 @@ class PaperRun:
     def running(self) -> bool:
         return self.snap.state == "running"
 
+    @property
+    def finished(self) -> bool:
+        """Over for good: stopped or completed, nothing awaiting settlement, every step stored."""
+        return not self.running and not self.snap.pending and not self.parts and self.stored >= self.queued
+
     def view(self) -> RunView:
         return run_view(self.config, self.snap)
 

@@ -47,15 +47,17 @@ Wiring (the rules live in `libs.paper.engine` and `services.paper.runs`):
   (`services.paper.runs`); 503 the step could not be stored within 10 s; 500 an internal error
   (logged with the reference the detail names).
 - Timers: settlement every 100 ms (wall clock: pending trades whose settled_at has passed are
-  credited, each exactly once since the pending list is part of the stored snapshot); run ends
-  every 1 s (running runs past ends_at complete with stop_reason `duration` / `max_duration`,
-  stopped_at = ends_at). After a restart the end timer waits until the intent backlog is decided,
-  so intents made before a run's end are decided by it even when the service was down then.
+  credited, each exactly once since the pending list is part of the stored snapshot; then runs
+  that are over, with nothing pending and their last snapshot stored, leave memory:
+  `_retire_finished`); run ends every 1 s (running runs past ends_at complete with stop_reason
+  `duration` / `max_duration`, stopped_at = ends_at). After a restart the end timer waits until
+  the intent backlog is decided, so intents made before a run's end are decided by it even when
+  the service was down then.
 - On start the service resumes every run from its last RunUpdate, the newer of PAPER's last
-  update and PAPERSTATE's snapshot (PAPER may have discarded a quiet run's; running ones go on with balances
-  and pending settlements intact; stopped ones still settle what they have pending). On stop it
-  stores what it decided (up to 10 s) and stops its consumers and timers: a service restart never
-  stops a run.
+  update and PAPERSTATE's snapshot (PAPER may have discarded a quiet run's; running ones go on
+  with balances and pending settlements intact; stopped ones still settle what they have pending;
+  finished ones are only remembered as `retired`). On stop it stores what it decided (up to 10 s)
+  and stops its consumers and timers: a service restart never stops a run.
 - MT_PAPER_DEFAULT_RUN: the built-in user `default` gets a run from the MT_PAPER_* settings (label
   `default`) when it has none running (the demo's run).
 - Live events (core NATS, JSON), once the step is stored: `ui.simulator.<user_id>.trade`
@@ -175,6 +177,10 @@ class PaperService(Service):
         self.lock = asyncio.Lock()
         """Held while run state is read and changed (deciding, settling, starting, stopping)."""
         self.runs: dict[str, PaperRun] = {}
+        """The runs in hand: running ones, and stopped ones until they are `_retire_finished`."""
+        self.retired: dict[str, tuple[str, str, str]] = {}
+        """Finished runs no longer in memory: run id → (user id, state, stop reason), so that a stop
+        naming one is still answered 409 (a few dozen bytes a run)."""
         self.ignored: set[str] = set()
         self._seen: OrderedDict[str, int] = OrderedDict()
         self._hot_ids: OrderedDict[str, None] = OrderedDict()
@@ -207,13 +213,16 @@ class PaperService(Service):
         self.committer = Committer(bus, self.log, self._on_stored, before_step=self._poll_hot)
         updates, stale = await last_updates(bus, self.log)
         for u in updates:
-            self.runs[u.run.run_id] = PaperRun(u.run, u.snapshot)
-        for u in updates:
-            if u.run.run_id in stale:
-                self.committer.resave(self.runs[u.run.run_id], u)
+            rid = u.run.run_id
+            if u.snapshot.state != "running" and not u.snapshot.pending and rid not in stale:
+                self.retired[rid] = (u.run.user_id, u.snapshot.state, u.snapshot.stop_reason)
+                continue
+            self.runs[rid] = PaperRun(u.run, u.snapshot)
+            if rid in stale:
+                self.committer.resave(self.runs[rid], u)
         resumed = [r.run_id for r in self.runs.values() if r.running]
-        if self.runs:
-            self.log.info("runs loaded", runs=len(self.runs), running=len(resumed))
+        if self.runs or self.retired:
+            self.log.info("runs loaded", runs=len(self.runs), running=len(resumed), retired=len(self.retired))
         self.intake = await BookIntake(bus, self._on_md, lookback_s=s.paper_book_lookback_s, log=self.log).start()
         if not await self.intake.caught_up(timeout_s=60):
             self.log.warning("book intake still behind the MD stream after 60s; deciding anyway")
@@ -718,11 +727,22 @@ class PaperService(Service):
                 async with self.lock:
                     now = now_ns()
                     settled = [r for r in self.runs.values() if r.settle_step(now) is not None]
+                    self._retire_finished()
                 self._store(settled)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # retried on the next tick
                 self.log.warning("settlement failed, retrying", error=str(e))
+
+    def _retire_finished(self) -> None:
+        """Drop from memory the runs that are over (`PaperRun.finished`) once their last snapshot is
+        in PAPERSTATE (`Committer.idle`): every step is in PAPER and ClickHouse, nothing is left to
+        decide or settle, and a restart does not load them either. A service up for weeks would
+        otherwise carry every run its users ever started, and walk them all on every timer tick."""
+        for run in [r for r in self.runs.values() if r.finished and self.committer.idle(r.run_id)]:
+            del self.runs[run.run_id]
+            self.committer.forget(run.run_id)
+            self.retired[run.run_id] = (run.user_id, run.snap.state, run.snap.stop_reason)
 
     async def _end_loop(self) -> None:
         await self._wait_backlog()
@@ -867,10 +887,12 @@ class PaperService(Service):
         async with self.lock:
             if req.run_id:
                 run = self.runs.get(req.run_id)
-                if run is None or run.user_id != req.user_id:
+                known = (run.user_id, run.snap.state, run.snap.stop_reason) if run else self.retired.get(req.run_id)
+                user, state, reason = known or ("", "", "")
+                if user != req.user_id:
                     raise RunError(404, f"run '{req.run_id}' not found for user {req.user_id}")
-                if not run.running:
-                    raise RunError(409, f"run '{req.run_id}' is already {run.snap.state} ({run.snap.stop_reason})")
+                if run is None or not run.running:
+                    raise RunError(409, f"run '{req.run_id}' is already {state} ({reason})")
             else:
                 active = self._active_of(req.user_id)
                 if not active:

@@ -125,6 +125,27 @@ async def test_restart_mid_run_decides_every_intent_once_and_settles_once(settin
             st.query_df(f"SELECT state FROM {{db}}.paper_runs FINAL WHERE run_id = '{stopped.run_id}'").item()
             == "stopped"
         )
+        # settled, the stopped run leaves memory, and not before: its trades are all credited
+        paper: Any = stack.running["paper"]
+        await until(lambda: stopped.run_id not in paper.runs, timeout_s=10)
+        assert paper.retired[stopped.run_id] == ("u1", "stopped", "requested")
+        assert await wait_idle(bus, RECORDERS, timeout_s=30)
+        where = f"WHERE run_id = '{stopped.run_id}'"
+        early_trades = st.query_df(f"SELECT count() FROM {{db}}.paper_trades FINAL {where}").item()
+        settles = st.query_df(f"SELECT count() FROM {{db}}.paper_balance_changes FINAL {where} AND kind = 'settle'")
+        assert early_trades > 0 and settles.item() == early_trades
+        # a stop naming it is still told it is stopped (its owner) or not found (anyone else) ...
+        again = await svc(bus, "stop", StopRun(user_id="u1", run_id=stopped.run_id))
+        assert (again.status, again.detail) == (409, f"run '{stopped.run_id}' is already stopped (requested)")
+        other = await svc(bus, "stop", StopRun(user_id="u2", run_id=stopped.run_id))
+        assert (other.status, other.detail) == (404, f"run '{stopped.run_id}' not found for user u2")
+        # ... and a restart does not load it again, while the running runs resume
+        await stack.stop_service("paper")
+        paper = await stack.start("paper")
+        assert stopped.run_id not in paper.runs and paper.retired[stopped.run_id] == ("u1", "stopped", "requested")
+        assert {r.run_id for r in runs} <= set(paper.runs)
+        again = await svc(bus, "stop", StopRun(user_id="u1", run_id=stopped.run_id))
+        assert again.status == 409
     finally:
         await stack.close()
 
